@@ -1,0 +1,36 @@
+"""gencli: learn the distribution behind a table of numbers, score new rows, draw new ones.
+
+The Python API mirrors the command line::
+
+    import gencli
+    model = gencli.fit("sample_data/iris.csv", model="gmm", components=3)
+    model.score_samples(rows)      # log-density per row, in the data's own units
+    model.sample(1000, seed=0)     # new rows
+    model.save("iris.pkl"); gencli.load("iris.pkl")
+
+Attributes are imported lazily so that ``gencli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gencli._version import __version__
+
+if TYPE_CHECKING:
+    from gencli.model import DensityModel, fit
+    from gencli.modelfile import load
+
+__all__ = ["DensityModel", "__version__", "fit", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("fit", "DensityModel"):
+        from gencli import model
+
+        return getattr(model, name)
+    if name == "load":
+        from gencli.modelfile import load
+
+        return load
+    raise AttributeError(f"module 'gencli' has no attribute {name!r}")

@@ -1,0 +1,539 @@
+"""The command line: parse options, make one library call, render the result.
+
+This is the only place where library errors become ``Error: ...`` lines (exit 1); bad
+flags are click usage errors (exit 2). Heavy libraries are imported inside the commands so
+that ``gencli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from gencli._version import __version__
+from gencli.errors import GencliError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DATA_FORMATS = ("csv", "tsv", "npy", "parquet")
+COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
+KERNELS = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
+BANDWIDTH_RULES = ("scott", "silverman")
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class Interrupted(click.ClickException):
+    """The run was interrupted; no output file was written."""
+
+    exit_code = EXIT_SIGINT
+
+
+class Terminated(Interrupted):
+    """The run was stopped by SIGTERM; no output file was written."""
+
+    exit_code = EXIT_SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that cleanup code runs."""
+
+
+class GencliGroup(click.Group):
+    """The one error boundary: every error is one line, tracebacks need --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GencliError as exc:
+            if ctx.meta.get("gencli.debug"):
+                raise
+            raise click.ClickException(str(exc)) from None
+        except _Terminated:
+            raise Terminated("terminated; no output file was written") from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; no output file was written") from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # click stops quietly on a closed pipe (`gencli sample ... | head`)
+        except Exception as exc:
+            if ctx.meta.get("gencli.debug"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it"
+            ) from None
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Like click's, but a usage error is one line too (click prints three)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["gencli.debug"] = True
+
+
+def debug_option(func: F) -> F:
+    """``--debug``: show the full traceback of an error."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show the full traceback when something fails.",
+    )(func)
+
+
+def quiet_option(func: F) -> F:
+    """``-q/--quiet``: no summary or notes on stderr."""
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Print no summary and no notes, only data and errors."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json``: the summary as JSON on stdout."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    )(func)
+
+
+def format_option(func: F) -> F:
+    """``--format``: override the format implied by the extension."""
+    return click.option(
+        "--format",
+        "data_format",
+        type=click.Choice(DATA_FORMATS),
+        help="Format of DATA when the extension does not say (stdin '-' is CSV by default).",
+    )(func)
+
+
+class BandwidthType(click.ParamType):
+    """A positive number or the name of a rule of thumb."""
+
+    name = "FLOAT|" + "|".join(BANDWIDTH_RULES)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text in BANDWIDTH_RULES:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            self.fail(
+                f"'{value}' is neither a positive number nor one of {', '.join(BANDWIDTH_RULES)}",
+                param,
+                ctx,
+            )
+        if not (number > 0 and math.isfinite(number)):
+            self.fail(f"bandwidth must be a positive number, got {value}", param, ctx)
+        return number
+
+
+@click.group(cls=GencliGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="gencli")
+@debug_option
+def cli() -> None:
+    """Learn the distribution behind a table of numbers, score new rows, draw new ones.
+
+    gencli fits a density (a Gaussian mixture or a kernel density) to the rows of a CSV,
+    TSV, NPY or Parquet file by maximum likelihood, saves it as a model file, and uses
+    that file to score rows by log-density or to draw new rows. Densities are always in
+    the data's own units. Data goes to stdout, messages to stderr, so pipes work.
+
+    \b
+    Examples:
+      gencli fit sample_data/iris.csv -k 3 -o iris.pkl
+      gencli score iris.pkl sample_data/iris.csv -o scores.csv
+      gencli sample iris.pkl -n 1000 > synthetic.csv
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o -
+    """
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(message, err=True)
+
+
+def _emit(summary_lines: list[str], data: dict[str, Any], as_json: bool, to_stderr: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+    else:
+        for line in summary_lines:
+            click.echo(line, err=to_stderr)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _reject_foreign_options(ctx: click.Context, family: str) -> None:
+    """Options of the other family are a usage error, not silently ignored."""
+    foreign = {
+        "gmm": ("bandwidth", "kernel"),
+        "kde": ("components", "covariance", "max_iter", "n_init", "tol", "reg_covar"),
+    }[family]
+    for name in foreign:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to the other --model, not --model {family}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.option(
+    "-o",
+    "--output",
+    default="model.pkl",
+    show_default=True,
+    type=click.Path(path_type=str, dir_okay=False),
+    help="Model file to write (atomically).",
+)
+@click.option(
+    "--model",
+    "family",
+    type=click.Choice(["gmm", "kde"]),
+    default="gmm",
+    show_default=True,
+    help="gmm: Gaussian mixture (EM). kde: kernel density.",
+)
+@click.option(
+    "-k",
+    "--components",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="[gmm] Number of mixture components.",
+)
+@click.option(
+    "--covariance",
+    type=click.Choice(COVARIANCE_TYPES),
+    default="full",
+    show_default=True,
+    help="[gmm] Covariance of each component.",
+)
+@click.option(
+    "--max-iter", type=click.IntRange(min=1), default=100, show_default=True, help="[gmm] EM steps."
+)
+@click.option(
+    "--n-init",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="[gmm] EM runs from different starts; the best is kept.",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="[gmm] Stop EM when the lower bound gains less than this.",
+)
+@click.option(
+    "--reg-covar",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="[gmm] Added to covariance diagonals (standardized units) to keep them invertible.",
+)
+@click.option(
+    "--bandwidth",
+    type=BandwidthType(),
+    default="scott",
+    show_default=True,
+    help="[kde] A number (in standardized units unless --no-standardize) or a rule of "
+    "thumb computed at the data's own scale.",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(KERNELS),
+    default="gaussian",
+    show_default=True,
+    help="[kde] Kernel shape.",
+)
+@click.option(
+    "--standardize/--no-standardize",
+    default=True,
+    show_default=True,
+    help="Fit on standardized columns. Reported densities are in the data's units either way.",
+)
+@click.option("--columns", help="Comma-separated column names to use (default: all).")
+@format_option
+@click.option("--dropna", is_flag=True, help="Drop rows with missing or infinite values.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step.")
+@json_option
+@quiet_option
+@debug_option
+def fit(
+    data: str,
+    output: str,
+    family: str,
+    components: int,
+    covariance: str,
+    max_iter: int,
+    n_init: int,
+    tol: float,
+    reg_covar: float,
+    bandwidth: float | str,
+    kernel: str,
+    standardize: bool,
+    columns: str | None,
+    data_format: str | None,
+    dropna: bool,
+    seed: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Fit a density to DATA and write it to a model file.
+
+    DATA is a CSV, TSV, NPY or Parquet file, or '-' for CSV on stdin. A CSV whose first
+    row is not all numbers has a header; otherwise columns are named x0, x1, ... Columns
+    are standardized before fitting unless --no-standardize; the model's densities are in
+    the data's own units either way. Prints a summary: the fitted parameters, the mean
+    log-likelihood per row (nats), bits per dimension and, for EM, convergence.
+
+    \b
+    Examples:
+      gencli fit sample_data/iris.csv -k 3 -o iris.pkl
+      gencli fit sample_data/moons.csv --model kde --bandwidth silverman -o moons.pkl
+      gencli fit data.parquet --columns height,weight --covariance diag -k 4
+      cat data.csv | gencli fit - -o model.pkl --json
+    """
+    from gencli.jobs import fit_file
+
+    ctx = click.get_current_context()
+    _reject_foreign_options(ctx, family)
+    options: dict[str, Any] = {"standardize": standardize, "seed": seed}
+    if family == "gmm":
+        options.update(
+            components=components,
+            covariance=covariance,
+            max_iter=max_iter,
+            n_init=n_init,
+            tol=tol,
+            reg_covar=reg_covar,
+        )
+    else:
+        options.update(bandwidth=bandwidth, kernel=kernel)
+    from gencli.data import parse_columns
+
+    result = fit_file(
+        data,
+        output,
+        model=family,
+        format=data_format,
+        columns=parse_columns(columns),
+        dropna=dropna,
+        **options,
+    )
+    if result["dropped_rows"]:
+        _say(f"note: dropped {result['dropped_rows']} rows with missing or infinite values", quiet)
+    params = result["parameters"]
+    if family == "gmm" and not params["converged"]:
+        _say(
+            f"warning: EM did not converge in {params['iterations']} iterations; "
+            "try a larger --max-iter or --tol",
+            quiet,
+        )
+    if quiet and not as_json:
+        return
+    _emit(_fit_lines(result), result, as_json, to_stderr=False)
+
+
+def _fit_lines(result: dict[str, Any]) -> list[str]:
+    params = result["parameters"]
+    if result["family"] == "gmm":
+        state = "converged" if params["converged"] else "did NOT converge"
+        model_line = (
+            f"model      Gaussian mixture, {params['components']} component"
+            f"{'s' if params['components'] != 1 else ''}, {params['covariance']} covariance; "
+            f"EM {state} in {params['iterations']} iterations"
+        )
+    else:
+        rule = f" ({params['bandwidth_rule']})" if params["bandwidth_rule"] else ""
+        units = "standardized" if result["standardized"] else "data"
+        model_line = (
+            f"model      kernel density, {params['kernel']} kernel, bandwidth "
+            f"{params['bandwidth']:.4g}{rule} in {units} units"
+        )
+    names = result["columns"]
+    columns = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    return [
+        model_line,
+        f"data       {result['source']}: {result['rows']} rows x {len(result['columns'])} columns"
+        f" ({columns})" + (", standardized" if result["standardized"] else ""),
+        f"fit        mean log-likelihood {result['mean_log_likelihood']:.4f} nats/row, "
+        f"{result['bits_per_dimension']:.4f} bits/dim (training rows, data units)",
+        f"time       {result['seconds']:.2f} s",
+        f"wrote      {result['model_file']}",
+    ]
+
+
+@cli.command()
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+    help="Write one log_density per input row (CSV/TSV/NPY/Parquet by extension; '-' is CSV "
+    "on stdout, with the summary on stderr).",
+)
+@format_option
+@json_option
+@quiet_option
+@debug_option
+def score(
+    model_file: str,
+    data: str,
+    output: str | None,
+    data_format: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Score the rows of DATA by their log-density under MODEL.
+
+    Columns are matched by name (in any order; extra columns are ignored with a note).
+    Data without names (NPY, headerless CSV) is matched by position. The log-density is
+    the natural log of the density in the data's own units. Prints the rows scored, the
+    mean log-likelihood per row (nats), bits per dimension and the total log-likelihood.
+
+    \b
+    Examples:
+      gencli score iris.pkl new_rows.csv
+      gencli score iris.pkl new_rows.csv -o scores.csv
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o - > scores.csv
+    """
+    from gencli.jobs import score_file
+
+    result = score_file(model_file, data, output, format=data_format)
+    to_stderr = output == "-"
+    if result["ignored_columns"]:
+        _say(
+            f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}",
+            quiet,
+        )
+    if quiet and not as_json:
+        return
+    lines = [
+        f"rows       {result['rows']} from {result['source']} (columns matched by "
+        f"{result['matched_by']})",
+        f"mean       {result['mean_log_likelihood']:.4f} nats/row log-likelihood",
+        f"bits/dim   {result['bits_per_dimension']:.4f}",
+        f"total      {result['total_log_likelihood']:.4f} nats",
+    ]
+    if output not in (None, "-"):
+        lines.append(f"wrote      {output}")
+    if as_json and to_stderr:
+        click.echo(json.dumps(result, indent=2, default=_json_default), err=True)
+        return
+    _emit(lines, result, as_json, to_stderr=to_stderr)
+
+
+@cli.command()
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.option(
+    "-n",
+    "--num-samples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Rows to draw.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+    help="Where to write: '-' is CSV on stdout; else CSV/TSV/NPY/Parquet by extension.",
+)
+@click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(DATA_FORMATS),
+    help="Output format when the extension does not say.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed; the same seed gives identical rows. [default: random]",
+)
+@quiet_option
+@debug_option
+def sample(
+    model_file: str,
+    num_samples: int,
+    output: str,
+    data_format: str | None,
+    seed: int | None,
+    quiet: bool,
+) -> None:
+    """Draw new rows from MODEL, in the data's own units, with the training column names.
+
+    Every kernel can be sampled: a KDE draw is a random training point plus a draw from
+    the kernel. Without --seed each run draws fresh rows.
+
+    \b
+    Examples:
+      gencli sample iris.pkl -n 1000 > synthetic.csv
+      gencli sample iris.pkl -n 1000 --seed 7 -o synthetic.parquet
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o -
+    """
+    from gencli.jobs import sample_file
+
+    result = sample_file(model_file, num_samples, output, seed=seed, format=data_format)
+    if output != "-":
+        _say(f"wrote {result['rows']} rows to {output}", quiet)
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
+
+
+def main() -> None:
+    """Console entry point: SIGTERM unwinds like Ctrl-C so no partial file is left."""
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli.main(prog_name="gencli")
+    except KeyboardInterrupt:  # outside the error boundary: while parsing or rendering
+        click.echo("Error: interrupted", err=True)
+        sys.exit(EXIT_SIGINT)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from gencli.cli_curse import curse
+    except ImportError:  # pragma: no cover - until the curse command lands
+        return
+    cli.add_command(curse)
+
+
+_register_optional_commands()

@@ -1,0 +1,203 @@
+"""Gaussian mixtures: scikit-learn's GaussianMixture, saved and rebuilt from plain arrays."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from gencli.errors import FitError, ModelFileError
+
+COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
+
+
+def fit(
+    Z: np.ndarray,
+    *,
+    components: int = 1,
+    covariance: str = "full",
+    max_iter: int = 100,
+    n_init: int = 1,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    seed: int | None = 0,
+) -> Any:
+    """Fit a GaussianMixture by EM; refuse fits that cannot work instead of crashing in them."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    n_rows = Z.shape[0]
+    if n_rows < max(2, components):
+        raise FitError(
+            f"a {components}-component mixture needs at least {max(2, components)} rows but the "
+            f"data has {n_rows}; use fewer --components or more rows"
+        )
+    n_distinct = len(np.unique(Z, axis=0))
+    if n_distinct < components:
+        raise FitError(
+            f"a {components}-component mixture needs at least {components} distinct rows but the "
+            f"data has {n_distinct}; use --components {n_distinct} or fewer"
+        )
+    estimator = GaussianMixture(
+        n_components=components,
+        covariance_type=covariance,
+        max_iter=max_iter,
+        n_init=n_init,
+        tol=tol,
+        reg_covar=reg_covar,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            estimator.fit(Z)
+        except ValueError as exc:
+            raise FitError(
+                f"the mixture could not be fitted ({exc}); try a larger --reg-covar "
+                "or fewer --components"
+            ) from exc
+    if not np.all(np.isfinite(estimator.means_)) or not np.all(np.isfinite(estimator.covariances_)):
+        raise FitError("the mixture fit produced non-finite parameters; try a larger --reg-covar")
+    return estimator
+
+
+def to_params(estimator: Any) -> dict[str, Any]:
+    """The fitted mixture as builtins and arrays."""
+    return {
+        "covariance_type": str(estimator.covariance_type),
+        "weights": np.asarray(estimator.weights_, dtype=np.float64),
+        "means": np.asarray(estimator.means_, dtype=np.float64),
+        "covariances": np.asarray(estimator.covariances_, dtype=np.float64),
+        "converged": bool(estimator.converged_),
+        "n_iter": int(estimator.n_iter_),
+        "lower_bound": float(estimator.lower_bound_),
+        "max_iter": int(estimator.max_iter),
+        "n_init": int(estimator.n_init),
+        "tol": float(estimator.tol),
+        "reg_covar": float(estimator.reg_covar),
+    }
+
+
+def _cholesky(matrix: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError as exc:
+        raise ModelFileError("a covariance in the model file is not positive definite") from exc
+
+
+def _precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """The Cholesky factor of each precision matrix, as scikit-learn stores it."""
+    from scipy.linalg import solve_triangular
+
+    if covariance_type in ("diag", "spherical"):
+        if np.any(covariances <= 0):
+            raise ModelFileError("a variance in the model file is not positive")
+        return 1.0 / np.sqrt(covariances)
+    if covariance_type == "tied":
+        chol = _cholesky(covariances)
+        return solve_triangular(chol, np.eye(len(chol)), lower=True).T
+    result = np.empty_like(covariances)
+    for k, cov in enumerate(covariances):
+        chol = _cholesky(cov)
+        result[k] = solve_triangular(chol, np.eye(len(chol)), lower=True).T
+    return result
+
+
+def from_params(params: dict[str, Any]) -> Any:
+    """Rebuild a fitted GaussianMixture from :func:`to_params` output, without refitting."""
+    from sklearn.mixture import GaussianMixture
+
+    covariance_type = params["covariance_type"]
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ModelFileError(f"unknown covariance type '{covariance_type}' in the model file")
+    weights = np.asarray(params["weights"], dtype=np.float64)
+    means = np.asarray(params["means"], dtype=np.float64)
+    covariances = np.asarray(params["covariances"], dtype=np.float64)
+    _check_shapes(weights, means, covariances, covariance_type)
+    estimator = GaussianMixture(
+        n_components=len(weights),
+        covariance_type=covariance_type,
+        max_iter=params.get("max_iter", 100),
+        n_init=params.get("n_init", 1),
+        tol=params.get("tol", 1e-3),
+        reg_covar=params.get("reg_covar", 1e-6),
+    )
+    prec_chol = _precision_cholesky(covariances, covariance_type)
+    estimator.weights_ = weights
+    estimator.means_ = means
+    estimator.covariances_ = covariances
+    estimator.precisions_cholesky_ = prec_chol
+    if covariance_type == "full":
+        estimator.precisions_ = np.einsum("kij,klj->kil", prec_chol, prec_chol)
+    elif covariance_type == "tied":
+        estimator.precisions_ = prec_chol @ prec_chol.T
+    else:
+        estimator.precisions_ = prec_chol**2
+    estimator.converged_ = params.get("converged", True)
+    estimator.n_iter_ = params.get("n_iter", 0)
+    estimator.lower_bound_ = params.get("lower_bound", float("nan"))
+    estimator.n_features_in_ = means.shape[1]
+    return estimator
+
+
+def _check_shapes(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str
+) -> None:
+    k = weights.shape[0] if weights.ndim == 1 else -1
+    d = means.shape[1] if means.ndim == 2 else -1
+    expected = {
+        "full": (k, d, d),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k,),
+    }[covariance_type]
+    if k < 1 or d < 1 or means.shape != (k, d) or covariances.shape != expected:
+        raise ModelFileError(
+            "the mixture parameters in the model file have inconsistent shapes "
+            f"(weights {weights.shape}, means {means.shape}, covariances {covariances.shape})"
+        )
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(covariances))):
+        raise ModelFileError("the model file holds non-finite mixture parameters")
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+        raise ModelFileError("the mixture weights in the model file do not sum to 1")
+
+
+def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` rows in random order (scikit-learn's own sampler groups them by component)."""
+    weights = np.asarray(params["weights"], dtype=np.float64)
+    means = np.asarray(params["means"], dtype=np.float64)
+    covariances = np.asarray(params["covariances"], dtype=np.float64)
+    covariance_type = params["covariance_type"]
+    k, d = means.shape
+    labels = rng.choice(k, size=n, p=weights / weights.sum())
+    noise = rng.standard_normal((n, d))
+    out = np.empty((n, d))
+    tied_chol = np.linalg.cholesky(covariances) if covariance_type == "tied" else None
+    for component in range(k):
+        rows = labels == component
+        eps = noise[rows]
+        if covariance_type == "full":
+            draw = eps @ np.linalg.cholesky(covariances[component]).T
+        elif covariance_type == "tied":
+            assert tied_chol is not None
+            draw = eps @ tied_chol.T
+        else:
+            draw = eps * np.sqrt(covariances[component])
+        out[rows] = means[component] + draw
+    return out
+
+
+def score_samples(estimator: Any, Z: np.ndarray) -> np.ndarray:
+    """log-density of each row of Z under the fitted mixture."""
+    return np.asarray(estimator.score_samples(Z))
+
+
+def describe(params: dict[str, Any]) -> dict[str, Any]:
+    """A short, printable summary of the fitted mixture."""
+    return {
+        "components": len(params["weights"]),
+        "covariance": params["covariance_type"],
+        "converged": params["converged"],
+        "iterations": params["n_iter"],
+    }

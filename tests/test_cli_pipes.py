@@ -1,0 +1,82 @@
+"""The real shell: subprocesses, pipes, exit codes, and start-up cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import gencli
+
+GENCLI = [sys.executable, "-m", "gencli"]
+
+
+def sh(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*GENCLI, *args], input=input, capture_output=True, timeout=120)
+
+
+def test_sample_piped_into_score(blobs_csv: Path) -> None:
+    assert sh("fit", str(blobs_csv), "-k", "2", "-o", "m.pkl", "-q").returncode == 0
+    sampler = subprocess.Popen(
+        [*GENCLI, "sample", "m.pkl", "-n", "500", "--seed", "9"], stdout=subprocess.PIPE
+    )
+    scorer = subprocess.run(
+        [*GENCLI, "score", "m.pkl", "-", "-o", "-"],
+        stdin=sampler.stdout,
+        capture_output=True,
+        timeout=120,
+    )
+    assert sampler.wait(timeout=120) == 0
+    assert scorer.returncode == 0, scorer.stderr
+    scores = pd.read_csv(__import__("io").BytesIO(scorer.stdout))
+    assert len(scores) == 500
+    model = gencli.load("m.pkl")
+    expected = model.score_samples(model.sample(500, seed=9))
+    np.testing.assert_allclose(scores["log_density"].to_numpy(), expected, rtol=1e-12)
+    assert b"nats/row" in scorer.stderr
+
+
+def test_same_seed_gives_byte_identical_samples(blobs_csv: Path) -> None:
+    sh("fit", str(blobs_csv), "--model", "kde", "-o", "m.pkl", "-q")
+    first = sh("sample", "m.pkl", "-n", "300", "--seed", "5").stdout
+    second = sh("sample", "m.pkl", "-n", "300", "--seed", "5").stdout
+    assert first == second and len(first.splitlines()) == 301
+
+
+def test_error_exit_codes_and_no_traceback(tmp_path: Path) -> None:
+    missing = sh("fit", "nope.csv")
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip() == "Error: nope.csv: no such file; check the path"
+    bad_flag = sh("fit", "nope.csv", "-k", "0")
+    assert bad_flag.returncode == 2
+    assert b"Traceback" not in missing.stderr + bad_flag.stderr
+    debug = sh("fit", "nope.csv", "--debug")
+    assert debug.returncode == 1 and b"Traceback" in debug.stderr
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from gencli.cli import cli\n"
+        "try:\n"
+        "    cli.main(['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('sklearn', 'pandas', 'scipy', 'matplotlib', 'pyarrow')"
+        " if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    for args in ([], ["fit"], ["score"], ["sample"]):
+        probe = code.replace("['--help']", repr([*args, "--help"]))
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().splitlines()[-1] == "HEAVY=", result.stdout[-200:]
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "gencli"
+    result = subprocess.run([str(script), "--version"], capture_output=True, timeout=60)
+    assert result.returncode == 0 and gencli.__version__.encode() in result.stdout
