@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -92,6 +92,7 @@ def read_table(
     columns: Sequence[str] | None = None,
     dropna: bool = False,
     stdin: IO[bytes] | None = None,
+    missing_hint: str = "pass --dropna",
 ) -> Table:
     """Read a numeric table from a file, or from stdin when ``source`` is '-'.
 
@@ -100,17 +101,20 @@ def read_table(
         format: 'csv', 'tsv', 'npy' or 'parquet'; default from the extension (stdin: csv).
         columns: names of the columns to keep, in that order; default all.
         dropna: drop rows with missing or infinite values instead of refusing them.
+        missing_hint: what the refusal of missing values suggests besides removing them.
         stdin: the binary stream to read for '-' (default ``sys.stdin.buffer``).
 
     Returns:
         A :class:`Table` of finite float64 values.
     """
+    if str(source) != "-":
+        _check_readable(Path(source))
     fmt = format_for(source, format)
     name = "<stdin>" if str(source) == "-" else str(source)
     raw = _read_raw(source, fmt, name, stdin)
     table = select_columns(raw, columns)
     table = require_numeric(table)
-    return require_finite(table, dropna=dropna)
+    return require_finite(table, dropna=dropna, hint=missing_hint)
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def _read_npy(data: bytes, name: str) -> _RawTable:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
-        if "pickled" in str(exc):
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
             raise DataError(
                 f"{name}: holds Python objects, not numbers; save a numeric array"
             ) from exc
@@ -246,8 +250,22 @@ def _sniff(data: bytes, name: str, delimiter: str) -> tuple[str, bool]:
         elif "\t" in line:
             delimiter = "\t"
     fields = next(csv.reader([line], delimiter=delimiter), [])
-    has_header = not all(_looks_numeric(f) for f in fields)
+    has_header = not all(_looks_numeric(f) for f in fields) or _quoted_header(text, delimiter)
     return delimiter, has_header
+
+
+def _is_quoted(piece: str) -> bool:
+    piece = piece.strip()
+    return len(piece) >= 2 and piece[0] == piece[-1] == '"'
+
+
+def _quoted_header(text: str, delimiter: str) -> bool:
+    """A first row of quoted fields over unquoted rows is a header of number-like names,
+    as :func:`write_table` writes for columns named "0", "1", ..."""
+    lines = [line for line in text.splitlines()[:3] if line.strip()]
+    if len(lines) < 2:
+        return False
+    return all(_is_quoted(p) for p in lines[0].split(delimiter)) and '"' not in lines[1]
 
 
 def _read_delimited(data: bytes, name: str, delimiter: str) -> _RawTable:
@@ -337,7 +355,7 @@ def _from_arrow(arrow: pa.Table, name: str, *, named: bool) -> _RawTable:
     for j, column in enumerate(arrow.columns):
         kind = column.type
         if _is_number_type(pa, kind):
-            column = column.cast(pa.float64())
+            column = column.cast(pa.float64(), safe=False)  # ints above 2**53: nearest float
         else:
             non_numeric.append(columns[j])
             values[:, j] = np.nan
@@ -437,7 +455,10 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
     elif hasattr(data, "columns") and hasattr(data, "to_numpy"):
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        names = _unique_names([str(c) for c in data.columns])
+        # Integer labels (a DataFrame made from an array) are positions, not names.
+        unnamed = all(isinstance(c, (int, np.integer)) for c in data.columns)
+        labels = default_names(data.shape[1]) if unnamed else [str(c) for c in data.columns]
+        names = _unique_names(labels)
         non_numeric = [
             n
             for n, kind in zip(names, data.dtypes, strict=True)
@@ -450,7 +471,7 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
         table = _RawTable(
             values=values,
             columns=names,
-            named=True,
+            named=not unnamed,
             source="<dataframe>",
             non_numeric=tuple(non_numeric),
         )
@@ -479,7 +500,11 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
 def _csv_bytes(values: np.ndarray, columns: Sequence[str], delimiter: str, header: bool) -> bytes:
     """Render values as CSV with the shortest text that reads back to the same float."""
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    # Number-like names are quoted so that the header is still read as a header.
+    quoting: Literal[0, 1] = (
+        csv.QUOTE_ALL if any(map(_looks_numeric, columns)) else csv.QUOTE_MINIMAL
+    )
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=quoting)
     if header:
         writer.writerow(columns)
     for row in values.tolist():

@@ -98,7 +98,7 @@ def score_file(
     model = load(model_path)
     if output is not None and str(output) != "-":
         format_for(output)
-    table = read_table(data, format=format, dropna=False, stdin=stdin)
+    table = read_table(data, format=format, stdin=stdin, missing_hint="")
     extra = model.extra_columns(table)
     aligned = model.align(table)
     aligned = require_finite(aligned, hint="")

@@ -203,6 +203,19 @@ def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarra
     return shift, scale
 
 
+def _fit_family(model: str, Z: np.ndarray, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Fit the family's estimator on standardized rows; return it and its plain parameters."""
+    if model == "gmm":
+        from gencli.families import gmm
+
+        estimator = gmm.fit(Z, **options)
+        return estimator, gmm.to_params(estimator)
+    from gencli.families import kde
+
+    estimator, rule = kde.fit(Z, **options)
+    return estimator, kde.to_params(estimator, rule)
+
+
 def fit(
     data: Any,
     model: str = "gmm",
@@ -248,24 +261,21 @@ def fit(
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
     Z = (X - shift) / scale
     if model == "gmm":
-        from gencli.families import gmm
-
-        estimator = gmm.fit(
-            Z,
-            components=components,
-            covariance=covariance,
-            max_iter=max_iter,
-            n_init=n_init,
-            tol=tol,
-            reg_covar=reg_covar,
-            seed=seed,
-        )
-        params = gmm.to_params(estimator)
+        options: dict[str, Any] = {
+            "components": components,
+            "covariance": covariance,
+            "max_iter": max_iter,
+            "n_init": n_init,
+            "tol": tol,
+            "reg_covar": reg_covar,
+            "seed": seed,
+        }
     else:
-        from gencli.families import kde
-
-        estimator, rule = kde.fit(Z, bandwidth=bandwidth, kernel=kernel)
-        params = kde.to_params(estimator, rule)
+        options = {"bandwidth": bandwidth, "kernel": kernel}
+    try:
+        estimator, params = _fit_family(model, Z, options)
+    except FitError as exc:
+        raise FitError(f"{table.source}: {exc}") from None
     result = DensityModel(
         model,
         params,

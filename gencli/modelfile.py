@@ -20,6 +20,7 @@ import numpy as np
 
 from gencli.atomic import atomic_write
 from gencli.errors import ModelFileError
+from gencli.families import FAMILIES
 from gencli.model import DensityModel
 
 FORMAT_NAME = "gencli-model"
@@ -97,8 +98,17 @@ def _check_plain(value: Any, where: str) -> None:
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
     elif isinstance(value, np.ndarray):
-        if value.dtype.kind not in _ARRAY_KINDS or value.dtype.names is not None:
-            raise ModelFileError(f"{where} is an array of {value.dtype}, not numbers")
+        kind = value.dtype
+        # A tampered dtype state can claim to hold objects while its kind says float:
+        # accept only dtypes identical to the plain one of the same type code.
+        if (
+            kind.kind not in _ARRAY_KINDS
+            or kind.names is not None
+            or kind.hasobject
+            or kind.flags != np.dtype(kind.str).flags
+            or kind.itemsize != np.dtype(kind.str).itemsize
+        ):
+            raise ModelFileError(f"{where} is an array of {kind}, not plain numbers")
     elif not isinstance(value, _PLAIN_SCALARS):
         raise ModelFileError(f"{where} holds a {type(value).__name__}, not plain data")
 
@@ -157,7 +167,7 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
         "a pickle, but not one written by gencli",
     )
     version = plain.get("format_version")
-    _require(isinstance(version, int) and version >= 1, name, "no format version")
+    _require(type(version) is int and version >= 1, name, "no format version")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{name}: was written by a newer gencli (model format {version}; this gencli reads "
@@ -191,8 +201,10 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
     _require(isinstance(params, dict), name, "no parameters")
     metadata = plain.get("metadata", {})
     _require(isinstance(metadata, dict), name, "bad metadata")
+    family = plain.get("family")
+    _require(family in FAMILIES, name, f"unknown model family {family!r}")
     model = DensityModel(
-        str(plain.get("family")),
+        str(family),
         params,
         columns,
         shift,

@@ -132,31 +132,71 @@ def log_kernel_norm(kernel: str, d: int) -> float:
     return log_surface + _log_radial_moment(kernel, d - 1)
 
 
-def score_samples(estimator: Any, Z: np.ndarray) -> np.ndarray:
-    """log-density of each row of Z under the fitted KernelDensity.
+# scikit-learn's tree-based KernelDensity drifts from the exact sum from about d = 24
+# (log-space bounds; errors of tens of nats at d = 64, scikit-learn issue #7492), gives
+# the compact kernels a density of about e^-35 where no training point is within reach
+# (the true density is 0), and normalizes the cosine kernel wrongly in even dimensions
+# (off by 2.75x at d = 2, NaN at d = 4). gencli uses the tree only where it is exact:
+# the Gaussian and exponential kernels in low dimension; elsewhere it sums the kernels.
+TREE_MAX_DIM = 12
+TREE_KERNELS = ("gaussian", "exponential")
+_CHUNK_ENTRIES = 1 << 21
 
-    scikit-learn normalizes the cosine kernel wrongly in even dimensions (d = 2 is off by
-    a factor of 2.75 and d = 4 gives NaN), so that kernel is summed here over the
-    neighbours within one bandwidth and divided by the exact normalizer.
-    """
-    if estimator.kernel != "cosine":
-        return np.asarray(estimator.score_samples(Z))
-    tree = estimator.tree_
-    points = np.asarray(tree.data)
+
+def _profile_sums(kernel: str, u2: np.ndarray) -> np.ndarray:
+    """log of the sum over each row of the kernel profile at squared scaled distances u2."""
+    from scipy.special import logsumexp
+
+    if kernel == "gaussian":
+        return np.asarray(logsumexp(-0.5 * u2, axis=1))
+    u = np.sqrt(u2)
+    if kernel == "exponential":
+        return np.asarray(logsumexp(-u, axis=1))
+    inside = u < 1.0
+    if kernel == "tophat":
+        values = inside.astype(np.float64)
+    elif kernel == "epanechnikov":
+        values = np.where(inside, 1.0 - u2, 0.0)
+    elif kernel == "linear":
+        values = np.where(inside, 1.0 - u, 0.0)
+    elif kernel == "cosine":
+        values = np.where(inside, np.cos(0.5 * np.pi * u), 0.0)
+    else:
+        raise ValueError(f"unknown kernel {kernel!r}")
+    with np.errstate(divide="ignore"):
+        return np.asarray(np.log(values.sum(axis=1)))
+
+
+def direct_log_density(
+    points: np.ndarray, Z: np.ndarray, kernel: str, bandwidth: float
+) -> np.ndarray:
+    """Exact KDE log-density by summing every kernel, in chunks of queries (any dimension)."""
     n, d = points.shape
-    h = float(estimator.bandwidth_)
-    log_norm = log_kernel_norm("cosine", d) + d * math.log(h) + math.log(n)
-    out = np.empty(Z.shape[0])
-    chunk = 4096
-    for start in range(0, Z.shape[0], chunk):
-        stop = min(start + chunk, Z.shape[0])
-        _, distances = tree.query_radius(Z[start:stop], r=h, return_distance=True)
-        sums = np.fromiter(
-            (np.cos(np.pi * dist / (2 * h)).sum() for dist in distances), float, stop - start
-        )
-        with np.errstate(divide="ignore"):
-            out[start:stop] = np.log(sums) - log_norm
+    log_norm = log_kernel_norm(kernel, d) + d * math.log(bandwidth) + math.log(n)
+    centre = points.mean(
+        axis=0
+    )  # distances are translation-invariant; centring avoids cancellation
+    P = points - centre
+    Q = Z - centre
+    p_sq = np.einsum("ij,ij->i", P, P)
+    out = np.empty(Q.shape[0])
+    chunk = max(1, _CHUNK_ENTRIES // max(n, 1))
+    scale = 1.0 / (bandwidth * bandwidth)
+    for start in range(0, Q.shape[0], chunk):
+        q = Q[start : start + chunk]
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
+        np.maximum(d2, 0.0, out=d2)
+        d2 *= scale
+        out[start : start + chunk] = _profile_sums(kernel, d2) - log_norm
     return out
+
+
+def score_samples(estimator: Any, Z: np.ndarray) -> np.ndarray:
+    """log-density of each row of Z under the fitted KernelDensity, exact in any dimension."""
+    points = np.asarray(estimator.tree_.data)
+    if estimator.kernel not in TREE_KERNELS or points.shape[1] > TREE_MAX_DIM:
+        return direct_log_density(points, Z, estimator.kernel, float(estimator.bandwidth_))
+    return np.asarray(estimator.score_samples(Z))
 
 
 def to_params(estimator: Any, rule: str | None) -> dict[str, Any]:
