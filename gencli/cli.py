@@ -8,24 +8,29 @@ that ``gencli --help`` stays fast.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from gencli._version import __version__
+from gencli.cli_curse import curse
+from gencli.cli_options import (
+    CONTEXT_SETTINGS,
+    COVARIANCE_TYPES,
+    DATA_FORMATS,
+    KERNELS,
+    BandwidthType,
+    columns_option,
+    debug_option,
+    format_option,
+    json_option,
+    quiet_option,
+    seed_option,
+)
 from gencli.errors import GencliError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DATA_FORMATS = ("csv", "tsv", "npy", "parquet")
-COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
-KERNELS = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
-BANDWIDTH_RULES = ("scott", "silverman")
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -71,10 +76,11 @@ class GencliGroup(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Like click's, but a usage error is one line too (click prints three)."""
+        run: Any = super().main
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(*args, standalone_mode=False, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
@@ -86,71 +92,6 @@ class GencliGroup(click.Group):
             click.echo("Error: aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.meta["gencli.debug"] = True
-
-
-def debug_option(func: F) -> F:
-    """``--debug``: show the full traceback of an error."""
-    return click.option(
-        "--debug",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set_debug,
-        help="Show the full traceback when something fails.",
-    )(func)
-
-
-def quiet_option(func: F) -> F:
-    """``-q/--quiet``: no summary or notes on stderr."""
-    return click.option(
-        "-q", "--quiet", is_flag=True, help="Print no summary and no notes, only data and errors."
-    )(func)
-
-
-def json_option(func: F) -> F:
-    """``--json``: the summary as JSON on stdout."""
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
-    )(func)
-
-
-def format_option(func: F) -> F:
-    """``--format``: override the format implied by the extension."""
-    return click.option(
-        "--format",
-        "data_format",
-        type=click.Choice(DATA_FORMATS),
-        help="Format of DATA when the extension does not say (stdin '-' is CSV by default).",
-    )(func)
-
-
-class BandwidthType(click.ParamType):
-    """A positive number or the name of a rule of thumb."""
-
-    name = "FLOAT|" + "|".join(BANDWIDTH_RULES)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        if text in BANDWIDTH_RULES:
-            return text
-        try:
-            number = float(text)
-        except ValueError:
-            self.fail(
-                f"'{value}' is neither a positive number nor one of {', '.join(BANDWIDTH_RULES)}",
-                param,
-                ctx,
-            )
-        if not (number > 0 and math.isfinite(number)):
-            self.fail(f"bandwidth must be a positive number, got {value}", param, ctx)
-        return number
 
 
 @click.group(cls=GencliGroup, context_settings=CONTEXT_SETTINGS)
@@ -282,10 +223,10 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     show_default=True,
     help="Fit on standardized columns. Reported densities are in the data's units either way.",
 )
-@click.option("--columns", help="Comma-separated column names to use (default: all).")
+@columns_option
 @format_option
 @click.option("--dropna", is_flag=True, help="Drop rows with missing or infinite values.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random step.")
+@seed_option(default=0, help="Seed for every random step.")
 @json_option
 @quiet_option
 @debug_option
@@ -302,7 +243,7 @@ def fit(
     bandwidth: float | str,
     kernel: str,
     standardize: bool,
-    columns: str | None,
+    columns: list[str] | None,
     data_format: str | None,
     dropna: bool,
     seed: int,
@@ -340,14 +281,12 @@ def fit(
         )
     else:
         options.update(bandwidth=bandwidth, kernel=kernel)
-    from gencli.data import parse_columns
-
     result = fit_file(
         data,
         output,
         model=family,
         format=data_format,
-        columns=parse_columns(columns),
+        columns=columns,
         dropna=dropna,
         **options,
     )
@@ -479,12 +418,7 @@ def score(
     type=click.Choice(DATA_FORMATS),
     help="Output format when the extension does not say.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=None,
-    help="Seed; the same seed gives identical rows. [default: random]",
-)
+@seed_option(default=None, help="Seed; the same seed gives identical rows. [default: random]")
 @quiet_option
 @debug_option
 def sample(
@@ -528,12 +462,4 @@ def main() -> None:
         sys.exit(EXIT_SIGINT)
 
 
-def _register_optional_commands() -> None:
-    try:
-        from gencli.cli_curse import curse
-    except ImportError:  # pragma: no cover - until the curse command lands
-        return
-    cli.add_command(curse)
-
-
-_register_optional_commands()
+cli.add_command(curse)

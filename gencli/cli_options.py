@@ -1,0 +1,128 @@
+"""Options and helpers shared by the commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DATA_FORMATS = ("csv", "tsv", "npy", "parquet")
+COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
+KERNELS = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
+BANDWIDTH_RULES = ("scott", "silverman")
+MAX_SEED = 2**32 - 1
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["gencli.debug"] = True
+
+
+def debug_option(func: F) -> F:
+    """``--debug``: show the full traceback of an error."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show the full traceback when something fails.",
+    )(func)
+
+
+def quiet_option(func: F) -> F:
+    """``-q/--quiet``: no summary or notes on stderr."""
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Print no summary and no notes, only data and errors."
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json``: the summary as JSON on stdout."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    )(func)
+
+
+def format_option(func: F) -> F:
+    """``--format``: override the format implied by the extension."""
+    return click.option(
+        "--format",
+        "data_format",
+        type=click.Choice(DATA_FORMATS),
+        help="Format of DATA when the extension does not say (stdin '-' is CSV by default).",
+    )(func)
+
+
+class BandwidthType(click.ParamType):
+    """A positive number or the name of a rule of thumb."""
+
+    name = "FLOAT|" + "|".join(BANDWIDTH_RULES)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text in BANDWIDTH_RULES:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            self.fail(
+                f"'{value}' is neither a positive number nor one of {', '.join(BANDWIDTH_RULES)}",
+                param,
+                ctx,
+            )
+        if not (number > 0 and math.isfinite(number)):
+            self.fail(f"bandwidth must be a positive number, got {value}", param, ctx)
+        return number
+
+
+def seed_option(default: int | None, help: str) -> Callable[[F], F]:
+    """``--seed``: numpy's seeds are 0 .. 2**32 - 1, so other values are a usage error."""
+    return click.option(
+        "--seed",
+        type=click.IntRange(0, MAX_SEED),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def _split_columns(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if any(not name for name in names):
+        raise click.BadParameter(
+            f"'{value}' has an empty name; separate names with commas", param=param
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise click.BadParameter(f"'{value}' names {', '.join(repeated)} twice", param=param)
+    return names
+
+
+def columns_option(func: F) -> F:
+    """``--columns a,b,c``: pick columns by name, in that order."""
+    return click.option(
+        "--columns",
+        callback=_split_columns,
+        metavar="A,B,...",
+        help="Comma-separated column names to use, in that order (default: all).",
+    )(func)
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr (rich honours NO_COLOR and knows whether it is a terminal)."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
