@@ -18,17 +18,22 @@ from typing import TYPE_CHECKING, Any
 from gencli._version import __version__
 
 if TYPE_CHECKING:
-    from gencli.model import DensityModel, fit
+    from gencli.fitting import fit
+    from gencli.model import DensityModel
     from gencli.modelfile import load
 
 __all__ = ["DensityModel", "__version__", "fit", "load"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("fit", "DensityModel"):
-        from gencli import model
+    if name == "fit":
+        from gencli.fitting import fit
 
-        return getattr(model, name)
+        return fit
+    if name == "DensityModel":
+        from gencli.model import DensityModel
+
+        return DensityModel
     if name == "load":
         from gencli.modelfile import load
 

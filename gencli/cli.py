@@ -21,7 +21,10 @@ from gencli.cli_options import (
     COVARIANCE_TYPES,
     DATA_FORMATS,
     KERNELS,
+    SELECTION_CRITERIA,
     BandwidthType,
+    CandidatePrinter,
+    ComponentsType,
     columns_option,
     debug_option,
     format_option,
@@ -133,13 +136,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+# Options that belong to one family only; giving one to the other family is a usage error.
+FOREIGN_OPTIONS = {
+    "gmm": ("bandwidth", "kernel", "folds"),
+    "kde": ("components", "covariance", "select", "max_iter", "n_init", "tol", "reg_covar", "jobs"),
+}
+
+
 def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     """Options of the other family are a usage error, not silently ignored."""
-    foreign = {
-        "gmm": ("bandwidth", "kernel"),
-        "kde": ("components", "covariance", "max_iter", "n_init", "tol", "reg_covar"),
-    }[family]
-    for name in foreign:
+    for name in FOREIGN_OPTIONS[family]:
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(f"{flag} applies to the other --model, not --model {family}")
@@ -166,17 +172,25 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 @click.option(
     "-k",
     "--components",
-    type=click.IntRange(min=1),
-    default=1,
+    type=ComponentsType(),
+    default="auto",
     show_default=True,
-    help="[gmm] Number of mixture components.",
+    help="[gmm] Components: a number, a range such as 1..12, a list 2,4,8, or auto (1..10), "
+    "chosen by --select.",
 )
 @click.option(
     "--covariance",
-    type=click.Choice(COVARIANCE_TYPES),
+    type=click.Choice([*COVARIANCE_TYPES, "auto"]),
     default="full",
     show_default=True,
-    help="[gmm] Covariance of each component.",
+    help="[gmm] Covariance of each component; auto searches all four by --select.",
+)
+@click.option(
+    "--select",
+    type=click.Choice(SELECTION_CRITERIA),
+    default="bic",
+    show_default=True,
+    help="[gmm] How candidates are compared: BIC, AIC, or mean held-out log-likelihood.",
 )
 @click.option(
     "--max-iter", type=click.IntRange(min=1), default=100, show_default=True, help="[gmm] EM steps."
@@ -200,15 +214,17 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     type=click.FloatRange(min=0),
     default=1e-6,
     show_default=True,
-    help="[gmm] Added to covariance diagonals (standardized units) to keep them invertible.",
+    help="[gmm] Added to covariance diagonals (standardized units) to keep them invertible; "
+    "raised automatically when a fit breaks.",
 )
 @click.option(
     "--bandwidth",
     type=BandwidthType(),
     default="scott",
     show_default=True,
-    help="[kde] A number (in standardized units unless --no-standardize) or a rule of "
-    "thumb computed at the data's own scale.",
+    help="[kde] A number (in standardized units unless --no-standardize), a rule of thumb "
+    "computed at the data's own scale, or cv: maximise the k-fold cross-validated "
+    "log-likelihood.",
 )
 @click.option(
     "--kernel",
@@ -216,6 +232,26 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     default="gaussian",
     show_default=True,
     help="[kde] Kernel shape.",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="[kde] Folds for --bandwidth cv.",
+)
+@click.option(
+    "--validation",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Fraction of rows held out (seeded) to measure the chosen model; 0 turns it off.",
+)
+@click.option(
+    "--refit/--no-refit",
+    default=True,
+    show_default=True,
+    help="Refit the chosen model on every row after measuring it on the held-out rows.",
 )
 @click.option(
     "--standardize/--no-standardize",
@@ -227,6 +263,18 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 @format_option
 @click.option("--dropna", is_flag=True, help="Drop rows with missing or infinite values.")
 @seed_option(default=0, help="Seed for every random step.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=-1),
+    default=None,
+    help="[gmm] Parallel processes for the candidate search (-1: one per core). "
+    "[default: every core when the search is big enough to repay starting them]",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=str, dir_okay=False),
+    help="Also write a report: JSON, Markdown or a self-contained HTML page, by extension.",
+)
 @json_option
 @quiet_option
 @debug_option
@@ -234,79 +282,70 @@ def fit(
     data: str,
     output: str,
     family: str,
-    components: int,
-    covariance: str,
-    max_iter: int,
-    n_init: int,
-    tol: float,
-    reg_covar: float,
-    bandwidth: float | str,
-    kernel: str,
-    standardize: bool,
     columns: list[str] | None,
     data_format: str | None,
     dropna: bool,
-    seed: int,
+    report: str | None,
     as_json: bool,
     quiet: bool,
+    **options: Any,
 ) -> None:
     """Fit a density to DATA and write it to a model file.
 
     DATA is a CSV, TSV, NPY or Parquet file, or '-' for CSV on stdin. A CSV whose first
     row is not all numbers has a header; otherwise columns are named x0, x1, ... Columns
     are standardized before fitting unless --no-standardize; the model's densities are in
-    the data's own units either way. Prints a summary: the fitted parameters, the mean
-    log-likelihood per row (nats), bits per dimension and, for EM, convergence.
+    the data's own units either way.
+
+    By default 20% of the rows are held out (--validation): the mixture's number of
+    components is chosen among 1..10 by BIC on the other rows, the choice is measured on
+    the held-out rows, then refitted on every row. The summary gives the chosen model, the
+    mean log-likelihood per row (nats) and bits per dimension on training and held-out
+    rows, and any repair made to a fit that broke (one line each on stderr).
 
     \b
     Examples:
-      gencli fit sample_data/iris.csv -k 3 -o iris.pkl
-      gencli fit sample_data/moons.csv --model kde --bandwidth silverman -o moons.pkl
-      gencli fit data.parquet --columns height,weight --covariance diag -k 4
+      gencli fit sample_data/iris.csv -o iris.pkl
+      gencli fit sample_data/iris.csv -k 3 --validation 0 -o iris3.pkl
+      gencli fit sample_data/wine.csv -k 1..6 --covariance auto --report wine.html
+      gencli fit sample_data/moons.csv --model kde --bandwidth cv -o moons.pkl
+      gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
     """
     from gencli.jobs import fit_file
 
-    ctx = click.get_current_context()
-    _reject_foreign_options(ctx, family)
-    options: dict[str, Any] = {"standardize": standardize, "seed": seed}
-    if family == "gmm":
-        options.update(
-            components=components,
-            covariance=covariance,
-            max_iter=max_iter,
-            n_init=n_init,
-            tol=tol,
-            reg_covar=reg_covar,
+    _reject_foreign_options(click.get_current_context(), family)
+    settings = {k: v for k, v in options.items() if k not in FOREIGN_OPTIONS[family]}
+    with CandidatePrinter(quiet or as_json) as printer:
+        record = fit_file(
+            data,
+            output,
+            model=family,
+            format=data_format,
+            columns=columns,
+            dropna=dropna,
+            report=report,
+            on_candidate=printer,
+            **settings,
         )
-    else:
-        options.update(bandwidth=bandwidth, kernel=kernel)
-    result = fit_file(
-        data,
-        output,
-        model=family,
-        format=data_format,
-        columns=columns,
-        dropna=dropna,
-        **options,
-    )
-    if result["dropped_rows"]:
-        _say(f"note: dropped {result['dropped_rows']} rows with missing or infinite values", quiet)
-    params = result["parameters"]
-    if family == "gmm" and not params["converged"]:
-        _say(
-            f"warning: EM did not converge in {params['iterations']} iterations; "
-            "try a larger --max-iter or --tol",
-            quiet,
-        )
+    if record["dropped_rows"]:
+        _say(f"note: dropped {record['dropped_rows']} rows with missing or infinite values", quiet)
+    for line in record["fixes"]:
+        _say(f"fixed: {line}", quiet)
+    for line in record["warnings"]:
+        _say(f"warning: {line}", quiet)
     if quiet and not as_json:
         return
-    _emit(_fit_lines(result), result, as_json, to_stderr=False)
+    _emit(_fit_lines(record), record, as_json, to_stderr=False)
 
 
-def _fit_lines(result: dict[str, Any]) -> list[str]:
-    params = result["parameters"]
-    if result["family"] == "gmm":
+def _number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _fit_lines(record: dict[str, Any]) -> list[str]:
+    params = record["parameters"]
+    if record["family"] == "gmm":
         state = "converged" if params["converged"] else "did NOT converge"
         model_line = (
             f"model      Gaussian mixture, {params['components']} component"
@@ -315,22 +354,48 @@ def _fit_lines(result: dict[str, Any]) -> list[str]:
         )
     else:
         rule = f" ({params['bandwidth_rule']})" if params["bandwidth_rule"] else ""
-        units = "standardized" if result["standardized"] else "data"
+        units = "standardized" if record["standardized"] else "data"
         model_line = (
             f"model      kernel density, {params['kernel']} kernel, bandwidth "
             f"{params['bandwidth']:.4g}{rule} in {units} units"
         )
-    names = result["columns"]
+    names = record["columns"]
     columns = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-    return [
-        model_line,
-        f"data       {result['source']}: {result['rows']} rows x {len(result['columns'])} columns"
-        f" ({columns})" + (", standardized" if result["standardized"] else ""),
-        f"fit        mean log-likelihood {result['mean_log_likelihood']:.4f} nats/row, "
-        f"{result['bits_per_dimension']:.4f} bits/dim (training rows, data units)",
-        f"time       {result['seconds']:.2f} s",
-        f"wrote      {result['model_file']}",
+    lines = [model_line]
+    selection = record["selection"]
+    if selection is not None:
+        candidates = selection["candidates"]
+        how = {
+            "bic": "lowest BIC",
+            "aic": "lowest AIC",
+            "heldout": "best held-out log-likelihood",
+            "cv": f"best {len(candidates)}-point search of the cross-validated log-likelihood",
+        }[selection["criterion"]]
+        if selection["parameter"] == "components":
+            lines.append(f"selected   by {how} among {len(candidates)} candidates")
+        else:
+            lines.append(f"selected   by {how}")
+    lines.append(
+        f"data       {record['source']}: {record['rows']} rows x {len(names)} columns"
+        f" ({columns})" + (", standardized" if record["standardized"] else "")
+    )
+    validation = record["validation"]
+    if validation is not None:
+        lines.append(
+            f"held-out   mean log-likelihood {_number(validation['heldout_mean_log_likelihood'])}"
+            f" nats/row, {_number(validation['heldout_bits_per_dimension'])} bits/dim "
+            f"({validation['heldout_rows']} rows the chosen fit never saw)"
+        )
+    refit_note = "" if validation is None or validation["refit"] else ", not refitted"
+    lines += [
+        f"train      mean log-likelihood {record['mean_log_likelihood']:.4f} nats/row, "
+        f"{record['bits_per_dimension']:.4f} bits/dim (data units{refit_note})",
+        f"time       {record['seconds']:.2f} s",
+        f"wrote      {record['model_file']}",
     ]
+    if record.get("report"):
+        lines.append(f"report     {record['report']}")
+    return lines
 
 
 @cli.command()
@@ -343,6 +408,13 @@ def _fit_lines(result: dict[str, Any]) -> list[str]:
     help="Write one log_density per input row (CSV/TSV/NPY/Parquet by extension; '-' is CSV "
     "on stdout, with the summary on stderr).",
 )
+@click.option(
+    "--flag-below",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="Q",
+    help="Add a column 'outlier': true for rows whose log-density is below the Q-quantile "
+    "(e.g. 0.01) of the held-out rows' at fit time; the summary counts them.",
+)
 @format_option
 @json_option
 @quiet_option
@@ -351,6 +423,7 @@ def score(
     model_file: str,
     data: str,
     output: str | None,
+    flag_below: float | None,
     data_format: str | None,
     as_json: bool,
     quiet: bool,
@@ -366,11 +439,12 @@ def score(
     Examples:
       gencli score iris.pkl new_rows.csv
       gencli score iris.pkl new_rows.csv -o scores.csv
+      gencli score iris.pkl new_rows.csv --flag-below 0.01 -o flagged.csv
       gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o - > scores.csv
     """
     from gencli.jobs import score_file
 
-    result = score_file(model_file, data, output, format=data_format)
+    result = score_file(model_file, data, output, format=data_format, flag_below=flag_below)
     to_stderr = output == "-"
     if result["ignored_columns"]:
         _say(
@@ -386,6 +460,12 @@ def score(
         f"bits/dim   {result['bits_per_dimension']:.4f}",
         f"total      {result['total_log_likelihood']:.4f} nats",
     ]
+    outliers = result["outliers"]
+    if outliers is not None:
+        lines.append(
+            f"outliers   {outliers['count']} rows below {outliers['threshold']:.4f}, the "
+            f"{outliers['quantile']:g}-quantile of the held-out rows' log-density"
+        )
     if output not in (None, "-"):
         lines.append(f"wrote      {output}")
     if as_json and to_stderr:

@@ -15,7 +15,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 DATA_FORMATS = ("csv", "tsv", "npy", "parquet")
 COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 KERNELS = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
-BANDWIDTH_RULES = ("scott", "silverman")
+BANDWIDTH_RULES = ("scott", "silverman", "cv")
+SELECTION_CRITERIA = ("bic", "aic", "heldout")
 MAX_SEED = 2**32 - 1
 
 
@@ -126,3 +127,82 @@ def stderr_console() -> Any:
     from rich.console import Console
 
     return Console(file=sys.stderr)
+
+
+class ComponentsType(click.ParamType):
+    """A number of components, a range A..B, a list A,B,C, or auto."""
+
+    name = "N|A..B|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, list)):
+            return value
+        from gencli.selection import parse_components
+
+        try:
+            parse_components(str(value))
+        except ValueError as exc:
+            self.fail(f"{exc} (give a number, a range such as 1..12, or auto)", param, ctx)
+        text = str(value).strip().lower()
+        return int(text) if text.isdigit() else text
+
+
+def _format_candidate(record: dict[str, Any]) -> str:
+    if "bandwidth" in record:
+        return (
+            f"  bandwidth {record['bandwidth']:<10.4g} cross-validated "
+            f"{record['cv_mean_log_likelihood']:.4f} nats/row"
+        )
+    heldout = record["heldout_mean_log_likelihood"]
+    held = f"  held-out {heldout:.4f}" if heldout is not None else ""
+    state = "" if record["converged"] else "  (not converged)"
+    return (
+        f"  K={record['components']:<3d}{record['covariance']:<10s} BIC {record['bic']:<12.2f}"
+        f"AIC {record['aic']:<12.2f}{held}{state}"
+    )
+
+
+class CandidatePrinter:
+    """Shows each candidate of a model search on stderr as it finishes: above a live
+    progress line on a terminal, as plain lines otherwise; nothing when ``quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Any = None
+        self.task: Any = None
+        self.count = 0
+
+    def __enter__(self) -> CandidatePrinter:
+        console = None if self.quiet else stderr_console()
+        if console is not None and console.is_terminal:
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("searching: {task.completed} candidates tried"),
+                console=console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("search", total=None)
+        return self
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if self.count == 0:
+            self._line("candidates:")
+        self.count += 1
+        self._line(_format_candidate(record))
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()

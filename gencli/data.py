@@ -10,7 +10,7 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -497,18 +497,27 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
 # ----------------------------------------------------------------------------- writing
 
 
-def _csv_bytes(values: np.ndarray, columns: Sequence[str], delimiter: str, header: bool) -> bytes:
-    """Render values as CSV with the shortest text that reads back to the same float."""
+def _csv_bytes(
+    values: np.ndarray,
+    columns: Sequence[str],
+    delimiter: str,
+    header: bool,
+    flags: Mapping[str, np.ndarray] | None = None,
+) -> bytes:
+    """Render values as CSV with the shortest text that reads back to the same float;
+    boolean ``flags`` columns follow as true/false."""
     out = io.StringIO()
     # Number-like names are quoted so that the header is still read as a header.
     quoting: Literal[0, 1] = (
         csv.QUOTE_ALL if any(map(_looks_numeric, columns)) else csv.QUOTE_MINIMAL
     )
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=quoting)
+    flags = flags or {}
     if header:
-        writer.writerow(columns)
-    for row in values.tolist():
-        out.write(delimiter.join(map(repr, row)))
+        writer.writerow([*columns, *flags])
+    flag_text = [np.where(np.asarray(f, dtype=bool), "true", "false") for f in flags.values()]
+    for i, row in enumerate(values.tolist()):
+        out.write(delimiter.join([*map(repr, row), *(text[i] for text in flag_text)]))
         out.write("\n")
     return out.getvalue().encode("utf-8")
 
@@ -531,14 +540,19 @@ def write_table(
     *,
     format: str | None = None,
     stdout: IO[bytes] | None = None,
+    flags: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a table atomically to ``path`` (format by extension), or CSV to stdout for '-'."""
+    """Write a table atomically to ``path`` (format by extension), or CSV to stdout for '-'.
+
+    ``flags`` are boolean columns written after the numbers (true/false in CSV, bool in
+    Parquet, 0/1 in NPY, whose arrays hold one type).
+    """
     values = np.asarray(values)
     if values.ndim == 1:
         values = values.reshape(-1, 1)
     if str(path) == "-":
         stream = stdout if stdout is not None else sys.stdout.buffer
-        write_all(stream, _csv_bytes(values, columns, ",", header=True))
+        write_all(stream, _csv_bytes(values, columns, ",", header=True, flags=flags))
         stream.flush()
         return
     try:
@@ -546,20 +560,29 @@ def write_table(
     except DataError as exc:
         raise OutputError(str(exc)) from exc
     with atomic_write(path) as handle:
-        _write_format(handle, values, columns, fmt)
+        _write_format(handle, values, columns, fmt, flags or {})
 
 
-def _write_format(handle: IO[bytes], values: np.ndarray, columns: Sequence[str], fmt: str) -> None:
+def _write_format(
+    handle: IO[bytes],
+    values: np.ndarray,
+    columns: Sequence[str],
+    fmt: str,
+    flags: Mapping[str, np.ndarray],
+) -> None:
     if fmt in ("csv", "tsv"):
-        handle.write(_csv_bytes(values, columns, "\t" if fmt == "tsv" else ",", header=True))
+        delimiter = "\t" if fmt == "tsv" else ","
+        handle.write(_csv_bytes(values, columns, delimiter, header=True, flags=flags))
     elif fmt == "npy":
-        np.save(handle, np.ascontiguousarray(values))
+        extra = [np.asarray(f, dtype=np.float64).reshape(-1, 1) for f in flags.values()]
+        np.save(handle, np.ascontiguousarray(np.hstack([values, *extra])))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
-        pq.write_table(pa.table(arrays, names=list(columns)), handle)
+        arrays += [pa.array(np.asarray(f, dtype=bool)) for f in flags.values()]
+        pq.write_table(pa.table(arrays, names=[*columns, *flags]), handle)
 
 
 def is_stdio(path: str | os.PathLike[str] | None) -> bool:

@@ -15,9 +15,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from gencli.data import format_for, read_table, require_finite, write_table
+from gencli.data import Table, format_for, read_table, require_finite, write_table
 from gencli.errors import DataError, OutputError
-from gencli.model import DensityModel, fit, log_likelihood_summary
+from gencli.fitting import bandwidth_in_data_units, fit
+from gencli.model import DensityModel, log_likelihood_summary
 from gencli.modelfile import load
 
 
@@ -55,16 +56,40 @@ def fit_file(
     format: str | None = None,
     columns: Sequence[str] | None = None,
     dropna: bool = False,
+    report: str | os.PathLike[str] | None = None,
     stdin: IO[bytes] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Read ``data``, fit a density, save it to ``output``; return the fit summary."""
+    """Read ``data``, fit a density, save it to ``output`` (and a report); return the record.
+
+    The record is what the report holds: the data, the candidates and their scores, the
+    chosen model, train and held-out likelihood, repairs, time, versions and data hash.
+    """
     check_output(output, data)
+    check_output(report, data, output)
+    if report is not None:
+        from gencli.report import report_format
+
+        report_format(report)
     started = time.perf_counter()
     table = read_table(data, format=format, columns=columns, dropna=dropna, stdin=stdin)
     fitted = fit(table, model, **options)
     fitted.save(output)
+    record = fit_record(fitted, table, output, time.perf_counter() - started)
+    if report is not None:
+        from gencli.report import write_report
+
+        write_report(report, record, fitted, table.values)
+        record["report"] = str(report)
+    return record
+
+
+def fit_record(
+    fitted: DensityModel, table: Table, output: str | os.PathLike[str], seconds: float
+) -> dict[str, Any]:
+    """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
     meta = fitted.metadata
+    X = table.values
     return {
         "model_file": str(output),
         "family": fitted.family,
@@ -76,8 +101,29 @@ def fit_file(
         "standardized": meta["standardized"],
         "mean_log_likelihood": meta["train_mean_log_likelihood"],
         "bits_per_dimension": meta["train_bits_per_dimension"],
-        "seconds": time.perf_counter() - started,
+        "validation": meta.get("validation"),
+        "selection": meta.get("selection"),
+        "fixes": list(meta.get("fixes", [])),
+        "warnings": list(meta.get("warnings", [])),
+        "data_summary": [
+            {
+                "name": name,
+                "mean": float(X[:, j].mean()),
+                "std": float(X[:, j].std()),
+                "min": float(X[:, j].min()),
+                "max": float(X[:, j].max()),
+            }
+            for j, name in enumerate(table.columns)
+        ],
+        "seconds": seconds,
         "data_sha256": meta["data_sha256"],
+        "versions": {
+            "gencli": meta["gencli_version"],
+            "sklearn": meta["sklearn_version"],
+            "numpy": meta["numpy_version"],
+            "python": meta["python_version"],
+        },
+        "bandwidth_data_units": bandwidth_in_data_units(fitted),
     }
 
 
@@ -87,15 +133,19 @@ def score_file(
     output: str | os.PathLike[str] | None = None,
     *,
     format: str | None = None,
+    flag_below: float | None = None,
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``.
 
-    Columns are matched by name when both sides have names, else by position.
+    Columns are matched by name when both sides have names, else by position. With
+    ``flag_below=Q``, rows whose log-density is below the Q-quantile of the held-out rows'
+    (stored in the model file at fit time) get ``outlier = true``.
     """
     check_output(output, model_path, data)
     model = load(model_path)
+    threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     if output is not None and str(output) != "-":
         format_for(output)
     table = read_table(data, format=format, stdin=stdin, missing_hint="")
@@ -103,10 +153,19 @@ def score_file(
     aligned = model.align(table)
     aligned = require_finite(aligned, hint="")
     log_density = model.score_samples(aligned.values)
+    flags = None if threshold is None else {"outlier": log_density < threshold}
     if output is not None:
-        write_table(log_density.reshape(-1, 1), ["log_density"], output, stdout=stdout)
+        write_table(log_density.reshape(-1, 1), ["log_density"], output, stdout=stdout, flags=flags)
     summary = log_likelihood_summary(log_density, model.n_features)
+    outliers = None
+    if flags is not None:
+        outliers = {
+            "quantile": flag_below,
+            "threshold": threshold,
+            "count": int(flags["outlier"].sum()),
+        }
     return {
+        "outliers": outliers,
         "model_file": str(model_path),
         "source": table.source,
         "ignored_columns": extra,
@@ -114,6 +173,19 @@ def score_file(
         **summary,
         "output": None if output is None else str(output),
     }
+
+
+def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:
+    """The log-density below which a row is an outlier: the held-out rows' ``quantile``."""
+    if not 0.0 < quantile < 1.0:
+        raise DataError(f"--flag-below must be a quantile between 0 and 1, got {quantile}")
+    stored = model.metadata.get("heldout_log_density_quantiles")
+    if not stored:
+        raise DataError(
+            f"{name}: holds no held-out log-densities to compare with; refit it with "
+            "--validation 0.2 (say) to use --flag-below"
+        )
+    return float(np.interp(quantile, stored["levels"], stored["values"]))
 
 
 def sample_file(

@@ -10,18 +10,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shlex
-import sys
-import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from gencli._version import __version__
 from gencli.data import Table, as_table
-from gencli.errors import DataError, FitError, ModelFileError
+from gencli.errors import DataError, ModelFileError
 from gencli.families import FAMILIES
 
 _LOG2 = math.log(2.0)
@@ -187,127 +182,3 @@ def data_sha256(values: np.ndarray) -> str:
     """SHA-256 of the training values as little-endian float64, row-major (format-independent)."""
     array = np.ascontiguousarray(values, dtype="<f8")
     return hashlib.sha256(array.tobytes()).hexdigest()
-
-
-def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    shift = X.mean(axis=0)
-    scale = X.std(axis=0)
-    constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
-    if constant:
-        quoted = ", ".join(f"'{c}'" for c in constant[:10])
-        noun = "column" if len(constant) == 1 else "columns"
-        raise FitError(
-            f"{table.source}: {noun} {quoted} {'is' if len(constant) == 1 else 'are'} constant, "
-            "so a density over it would be infinite; leave it out with --columns"
-        )
-    return shift, scale
-
-
-def _fit_family(model: str, Z: np.ndarray, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Fit the family's estimator on standardized rows; return it and its plain parameters."""
-    if model == "gmm":
-        from gencli.families import gmm
-
-        estimator = gmm.fit(Z, **options)
-        return estimator, gmm.to_params(estimator)
-    from gencli.families import kde
-
-    estimator, rule = kde.fit(Z, **options)
-    return estimator, kde.to_params(estimator, rule)
-
-
-def fit(
-    data: Any,
-    model: str = "gmm",
-    *,
-    columns: Sequence[str] | None = None,
-    standardize: bool = True,
-    components: int = 1,
-    covariance: str = "full",
-    max_iter: int = 100,
-    n_init: int = 1,
-    tol: float = 1e-3,
-    reg_covar: float = 1e-6,
-    bandwidth: float | str = "scott",
-    kernel: str = "gaussian",
-    seed: int | None = 0,
-) -> DensityModel:
-    """Fit a density to a table by maximum likelihood.
-
-    Args:
-        data: a path (CSV, TSV, NPY, Parquet), a NumPy array, a DataFrame or a Table.
-        model: 'gmm' (Gaussian mixture) or 'kde' (kernel density).
-        columns: the columns to use (default all).
-        standardize: fit on standardized columns (densities are still in original units).
-        components, covariance, max_iter, n_init, tol, reg_covar: GaussianMixture options.
-        bandwidth: KDE bandwidth, a positive number (standardized units when standardizing)
-            or 'scott' / 'silverman'.
-        kernel: KDE kernel, one of scikit-learn's six.
-        seed: seeds every random step.
-
-    Returns:
-        The fitted :class:`DensityModel`.
-    """
-    if model not in FAMILIES:
-        raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
-    table = as_table(data, columns=columns)
-    X = table.values
-    if table.n_rows < 2:
-        raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
-    started = time.perf_counter()
-    if standardize:
-        shift, scale = _standardization(X, table)
-    else:
-        shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
-    Z = (X - shift) / scale
-    if model == "gmm":
-        options: dict[str, Any] = {
-            "components": components,
-            "covariance": covariance,
-            "max_iter": max_iter,
-            "n_init": n_init,
-            "tol": tol,
-            "reg_covar": reg_covar,
-            "seed": seed,
-        }
-    else:
-        options = {"bandwidth": bandwidth, "kernel": kernel}
-    try:
-        estimator, params = _fit_family(model, Z, options)
-    except FitError as exc:
-        raise FitError(f"{table.source}: {exc}") from None
-    result = DensityModel(
-        model,
-        params,
-        table.columns,
-        shift,
-        scale,
-        named_columns=table.named,
-        estimator=estimator,
-    )
-    log_density = result.score_samples(X)
-    if not np.all(np.isfinite(log_density)):
-        raise FitError(
-            "the fitted density is zero or infinite at some training rows; "
-            "try standardizing, a larger bandwidth or a larger --reg-covar"
-        )
-    summary = log_likelihood_summary(log_density, table.n_columns)
-    import sklearn
-
-    result.metadata = {
-        "gencli_version": __version__,
-        "sklearn_version": sklearn.__version__,
-        "numpy_version": np.__version__,
-        "python_version": sys.version.split()[0],
-        "source": table.source,
-        "rows": table.n_rows,
-        "data_sha256": data_sha256(X),
-        "command_line": shlex.join(sys.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed,
-        "standardized": bool(standardize),
-        "train_mean_log_likelihood": summary["mean_log_likelihood"],
-        "train_bits_per_dimension": summary["bits_per_dimension"],
-        "fit_seconds": time.perf_counter() - started,
-    }
-    return result

@@ -260,7 +260,7 @@ def test_fit_too_few_rows_for_components_exit_and_advice():
 
 # (case id, extra args, fragments); every one must exit 2 before reading anything.
 FIT_BAD_FLAGS = [
-    ("k-zero", ["-k", "0"], ["--components", ">=1"]),
+    ("k-zero", ["-k", "0"], ["--components", "at least 1"]),
     ("k-text", ["-k", "two"], ["--components", "two"]),
     ("covariance", ["--covariance", "bogus"], ["--covariance", "bogus", "full"]),
     ("bandwidth-negative", ["--model", "kde", "--bandwidth", "-1"], ["--bandwidth", "positive"]),

@@ -621,7 +621,7 @@ def test_write_table_to_stdout_stream(tmp_path):
     assert not os.path.exists("-")
 
 
-def _failing_writer(handle, values, columns, fmt):
+def _failing_writer(handle, *_):
     handle.write(b"a,b\n1.0,2.0\n")  # half a file...
     handle.flush()
     raise OSError(28, "No space left on device")
@@ -647,7 +647,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     target = tmp_path / "out.npy"
     target.write_bytes(b"old")
 
-    def interrupted(handle, values, columns, fmt):
+    def interrupted(handle, *_):
         handle.write(b"\x93NUMPY partial")
         raise KeyboardInterrupt
 

@@ -13,7 +13,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-VARIABLE = (re.compile(r"^time\s+[\d.]+ s$"), re.compile(r'^\s*"seconds": [\d.e-]+,?$'))
+VARIABLE = (
+    re.compile(r"^time\s+[\d.]+ s$"),
+    re.compile(r'^\s*"seconds": [\d.e-]+,?$'),
+    re.compile(r'^\s*"(gencli|sklearn|numpy|python)": "[^"]*",?$'),  # versions
+)
 
 
 def _examples() -> list[tuple[str, list[str]]]:

@@ -12,21 +12,11 @@ from gencli.errors import FitError, ModelFileError
 COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 
 
-def fit(
-    Z: np.ndarray,
-    *,
-    components: int = 1,
-    covariance: str = "full",
-    max_iter: int = 100,
-    n_init: int = 1,
-    tol: float = 1e-3,
-    reg_covar: float = 1e-6,
-    seed: int | None = 0,
-) -> Any:
-    """Fit a GaussianMixture by EM; refuse fits that cannot work instead of crashing in them."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
+MAX_RETRIES = 3
 
+
+def check_rows(Z: np.ndarray, components: int) -> None:
+    """Refuse a mixture that cannot be fitted to these rows, saying what would work."""
     n_rows = Z.shape[0]
     if n_rows < max(2, components):
         raise FitError(
@@ -39,24 +29,123 @@ def fit(
             f"a {components}-component mixture needs at least {components} distinct rows but the "
             f"data has {n_distinct}; use --components {n_distinct} or fewer"
         )
+
+
+def n_parameters(components: int, covariance: str, d: int) -> int:
+    """Free parameters of a mixture: weights, means and covariances (for BIC and AIC)."""
+    covariance_params = {
+        "full": components * d * (d + 1) // 2,
+        "diag": components * d,
+        "tied": d * (d + 1) // 2,
+        "spherical": components,
+    }[covariance]
+    return (components - 1) + components * d + covariance_params
+
+
+def _fit_once(Z: np.ndarray, options: dict[str, Any]) -> Any:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     estimator = GaussianMixture(
-        n_components=components,
-        covariance_type=covariance,
-        max_iter=max_iter,
-        n_init=n_init,
-        tol=tol,
-        reg_covar=reg_covar,
-        random_state=seed,
+        n_components=options["components"],
+        covariance_type=options["covariance"],
+        max_iter=options["max_iter"],
+        n_init=options["n_init"],
+        tol=options["tol"],
+        reg_covar=options["reg_covar"],
+        random_state=options["seed"],
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(Z)
+    return estimator
+
+
+def collapsed(estimator: Any, reg_covar: float | None = None) -> bool:
+    """A component whose covariance has shrunk to the regularizer ``reg_covar`` (default:
+    the estimator's own): a spike on a few rows, or on a column constant within it."""
+    covariances = np.asarray(estimator.covariances_)
+    floor = 10.0 * (estimator.reg_covar if reg_covar is None else reg_covar) + 1e-12
+    if estimator.covariance_type in ("full", "tied"):
+        smallest = np.linalg.eigvalsh(covariances).min()
+    else:
+        smallest = covariances.min()
+    return bool(smallest <= floor)
+
+
+def fit(
+    Z: np.ndarray,
+    *,
+    components: int = 1,
+    covariance: str = "full",
+    max_iter: int = 100,
+    n_init: int = 1,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    seed: int | None = 0,
+    fixes: list[str] | None = None,
+    collapse_reg_covar: float | None = None,
+) -> Any:
+    """Fit a GaussianMixture by EM, repairing fits that break instead of dumping them.
+
+    A singular covariance is retried with a 10x larger ``reg_covar``; a component that
+    collapses onto a few rows (its variance shrinks to the regularizer) is retried once
+    with a 1000x larger ``reg_covar`` (at least 1e-3, in standardized units); EM that does
+    not converge is retried with 5x more iterations. Each repair is described in one line
+    appended to ``fixes``. ``collapse_reg_covar`` is the regularizer a collapse is judged
+    against (default ``reg_covar``), so a refit from repaired settings is not repaired again.
+    """
+    check_rows(Z, components)
+    fixes = fixes if fixes is not None else []
+    base_reg = reg_covar if collapse_reg_covar is None else collapse_reg_covar
+    options: dict[str, Any] = {
+        "components": components,
+        "covariance": covariance,
+        "max_iter": max_iter,
+        "n_init": n_init,
+        "tol": tol,
+        "reg_covar": reg_covar,
+        "seed": seed,
+    }
+    label = f"K={components} {covariance}"
+    retried_collapse = False
+    for attempt in range(MAX_RETRIES + 1):
+        last = attempt == MAX_RETRIES
         try:
-            estimator.fit(Z)
+            estimator = _fit_once(Z, options)
         except ValueError as exc:
-            raise FitError(
-                f"the mixture could not be fitted ({exc}); try a larger --reg-covar "
-                "or fewer --components"
-            ) from exc
+            if last:
+                raise FitError(
+                    f"the mixture ({label}) could not be fitted even with reg_covar="
+                    f"{options['reg_covar']:g} ({exc}); use fewer --components"
+                ) from exc
+            new_reg = max(options["reg_covar"] * 10, 1e-6)
+            fixes.append(
+                f"{label}: a covariance was singular with reg_covar={options['reg_covar']:g}; "
+                f"refitted with reg_covar={new_reg:g}"
+            )
+            options["reg_covar"] = new_reg
+            continue
+        if not last and not retried_collapse and collapsed(estimator, base_reg):
+            # Typical of integer-valued or rounded data: a column constant within a
+            # component. A floor of 1e-3 (standardized) turns the spike into a narrow bump.
+            retried_collapse = True
+            new_reg = max(options["reg_covar"] * 1000, 1e-3)
+            fixes.append(
+                f"{label}: a component collapsed onto a few rows (variance at the "
+                f"regularizer); refitted with reg_covar={new_reg:g}"
+            )
+            options.update(reg_covar=new_reg)
+            continue
+        if not last and not estimator.converged_:
+            new_iter = options["max_iter"] * 5
+            fixes.append(
+                f"{label}: EM had not converged after {options['max_iter']} iterations; "
+                f"refitted with max_iter={new_iter}"
+            )
+            options["max_iter"] = new_iter
+            continue
+        break
     if not np.all(np.isfinite(estimator.means_)) or not np.all(np.isfinite(estimator.covariances_)):
         raise FitError("the mixture fit produced non-finite parameters; try a larger --reg-covar")
     return estimator

@@ -1,0 +1,407 @@
+"""Fitting a DensityModel: standardize, hold out rows, choose the model, measure, refit.
+
+The order matters for honest numbers: candidates are fitted on the training rows only,
+the chosen one is measured on the held-out rows it never saw, and only then is the final
+model refitted on every row (unless ``refit=False``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from gencli._version import __version__
+from gencli.data import Table, as_table
+from gencli.errors import FitError
+from gencli.families import FAMILIES
+from gencli.model import DensityModel, data_sha256, log_likelihood_summary
+from gencli.selection import Listener
+
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
+MIN_HELDOUT_ROWS = 1
+
+
+def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    shift = X.mean(axis=0)
+    scale = X.std(axis=0)
+    constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
+    if constant:
+        quoted = ", ".join(f"'{c}'" for c in constant[:10])
+        noun = "column" if len(constant) == 1 else "columns"
+        raise FitError(
+            f"{table.source}: {noun} {quoted} {'is' if len(constant) == 1 else 'are'} constant, "
+            "so a density over it would be infinite; leave it out with --columns"
+        )
+    return shift, scale
+
+
+def split_rows(
+    n_rows: int, fraction: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training and held-out row indices (seeded); no held-out rows when there are too few."""
+    if not 0.0 <= fraction < 1.0:
+        raise FitError(f"--validation must be in [0, 1) but got {fraction}")
+    n_valid = round(fraction * n_rows)
+    if fraction == 0.0 or n_valid < MIN_HELDOUT_ROWS or n_rows - n_valid < 2:
+        return np.arange(n_rows), None
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def fit(
+    data: Any,
+    model: str = "gmm",
+    *,
+    columns: Sequence[str] | None = None,
+    standardize: bool = True,
+    components: int | str | Sequence[int] = "auto",
+    covariance: str = "full",
+    select: str = "bic",
+    max_iter: int = 100,
+    n_init: int = 1,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    bandwidth: float | str = "scott",
+    kernel: str = "gaussian",
+    folds: int = 5,
+    validation: float = 0.2,
+    refit: bool = True,
+    seed: int | None = 0,
+    jobs: int | None = None,
+    on_candidate: Listener | None = None,
+) -> DensityModel:
+    """Fit a density to a table by maximum likelihood, choosing and checking the model.
+
+    Args:
+        data: a path (CSV, TSV, NPY, Parquet), a NumPy array, a DataFrame or a Table.
+        model: 'gmm' (Gaussian mixture) or 'kde' (kernel density).
+        columns: the columns to use (default all).
+        standardize: fit on standardized columns (densities are still in data units).
+        components: a number, a range '1..12', a list, or 'auto' (1..10), chosen by ``select``.
+        covariance: 'full', 'diag', 'tied', 'spherical', or 'auto' to search all four.
+        select: 'bic', 'aic' or 'heldout' (mean held-out log-likelihood).
+        max_iter, n_init, tol, reg_covar: GaussianMixture options.
+        bandwidth: KDE bandwidth, a positive number (standardized units when standardizing),
+            'scott', 'silverman' or 'cv' (k-fold cross-validated log-likelihood).
+        kernel: KDE kernel, one of scikit-learn's six.
+        folds: folds for ``bandwidth='cv'``.
+        validation: fraction of rows held out (seeded) to measure the chosen model.
+        refit: refit the chosen model on every row after measuring it.
+        seed: seeds every random step.
+        jobs: parallel processes for the candidate search (None: all cores when the
+            search is big enough to repay starting them).
+        on_candidate: called with each candidate's scores as it finishes.
+
+    Returns:
+        The fitted :class:`~gencli.model.DensityModel`; its ``metadata`` holds the
+        selection table, the held-out figures and every repair applied.
+    """
+    if model not in FAMILIES:
+        raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
+    table = as_table(data, columns=columns)
+    X = table.values
+    if table.n_rows < 2:
+        raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
+    started = time.perf_counter()
+    if standardize:
+        shift, scale = _standardization(X, table)
+    else:
+        shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
+    Z = (X - shift) / scale
+    log_jacobian = -float(np.sum(np.log(scale)))
+    train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
+    Z_train = Z[train_rows]
+    Z_valid = Z[valid_rows] if valid_rows is not None else None
+    warnings: list[str] = []
+    if validation > 0 and valid_rows is None:
+        warnings.append(
+            f"only {table.n_rows} rows: too few to hold out {validation:.0%}; "
+            "the fit has no held-out check"
+        )
+    settings: dict[str, Any]
+    if model == "gmm":
+        settings = {
+            "components": components,
+            "covariance": covariance,
+            "select": select,
+            "max_iter": max_iter,
+            "n_init": n_init,
+            "tol": tol,
+            "reg_covar": reg_covar,
+        }
+    else:
+        settings = {"bandwidth": bandwidth, "kernel": kernel, "folds": folds}
+    try:
+        outcome = _fit_family(
+            model, Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, jobs, on_candidate
+        )
+    except FitError as exc:
+        raise FitError(f"{table.source}: {exc}") from None
+    result = DensityModel(
+        model,
+        outcome["params"],
+        table.columns,
+        shift,
+        scale,
+        named_columns=table.named,
+        estimator=outcome["estimator"],
+    )
+    log_density = result.score_samples(X)
+    if not np.all(np.isfinite(log_density)):
+        raise FitError(
+            f"{table.source}: the fitted density is zero or infinite at some training rows; "
+            "try standardizing, a larger bandwidth or a larger --reg-covar"
+        )
+    summary = log_likelihood_summary(log_density, table.n_columns)
+    validation_record = None
+    quantiles = None
+    if Z_valid is not None:
+        heldout = outcome["heldout_log_density"]
+        train_scores = outcome["train_log_density"]
+        validation_record = _validation_record(
+            validation, train_scores, heldout, refit and outcome["refitted"], table.n_columns
+        )
+        finite = heldout[np.isfinite(heldout)]
+        if finite.size:
+            quantiles = {
+                "levels": QUANTILE_LEVELS.copy(),
+                "values": np.quantile(finite, QUANTILE_LEVELS),
+            }
+    warnings.extend(outcome["warnings"])
+    import sklearn
+
+    result.metadata = {
+        "gencli_version": __version__,
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "python_version": sys.version.split()[0],
+        "source": table.source,
+        "rows": table.n_rows,
+        "data_sha256": data_sha256(X),
+        "command_line": shlex.join(sys.argv),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "standardized": bool(standardize),
+        "train_mean_log_likelihood": summary["mean_log_likelihood"],
+        "train_bits_per_dimension": summary["bits_per_dimension"],
+        "validation": validation_record,
+        "selection": outcome["selection"],
+        "fixes": outcome["fixes"],
+        "warnings": warnings,
+        "heldout_log_density_quantiles": quantiles,
+        "fit_seconds": time.perf_counter() - started,
+    }
+    return result
+
+
+def _validation_record(
+    fraction: float,
+    train_scores: np.ndarray,
+    heldout_scores: np.ndarray,
+    refitted: bool,
+    n_features: int,
+) -> dict[str, Any]:
+    train = log_likelihood_summary(train_scores, n_features)
+    heldout = log_likelihood_summary(heldout_scores, n_features)
+    return {
+        "fraction": float(fraction),
+        "train_rows": int(train_scores.size),
+        "heldout_rows": int(heldout_scores.size),
+        "refit": bool(refitted),
+        "train_mean_log_likelihood": train["mean_log_likelihood"],
+        "train_bits_per_dimension": train["bits_per_dimension"],
+        "heldout_mean_log_likelihood": heldout["mean_log_likelihood"],
+        "heldout_bits_per_dimension": heldout["bits_per_dimension"],
+    }
+
+
+def _fit_family(
+    model: str,
+    Z: np.ndarray,
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    settings: dict[str, Any],
+    log_jacobian: float,
+    refit: bool,
+    seed: int | None,
+    jobs: int | None,
+    on_candidate: Listener | None,
+) -> dict[str, Any]:
+    if model == "gmm":
+        return _fit_gmm(
+            Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, jobs, on_candidate
+        )
+    return _fit_kde(Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, on_candidate)
+
+
+def _fit_gmm(
+    Z: np.ndarray,
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    settings: dict[str, Any],
+    log_jacobian: float,
+    refit: bool,
+    seed: int | None,
+    jobs: int | None,
+    on_candidate: Listener | None,
+) -> dict[str, Any]:
+    from gencli.families import gmm
+    from gencli.selection import parse_components, select_gmm
+
+    try:
+        ks = parse_components(settings["components"])
+    except ValueError as exc:
+        raise FitError(f"--components: {exc}") from None
+    covariances = (
+        list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
+    )
+    options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
+        "seed": seed
+    }
+    selection = None
+    if len(ks) * len(covariances) > 1:
+        choice = select_gmm(
+            Z_train,
+            Z_valid,
+            components=ks,
+            covariances=covariances,
+            criterion=settings["select"],
+            log_jacobian=log_jacobian,
+            options=options,
+            jobs=jobs,
+            on_candidate=on_candidate,
+        )
+        chosen, estimator, fixes = choice.options, choice.estimator, list(choice.fixes)
+        selection = {
+            "criterion": settings["select"],
+            "parameter": "components",
+            "candidates": choice.candidates,
+        }
+    else:
+        if settings["select"] == "heldout" and Z_valid is None:
+            raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
+        gmm.check_rows(Z, ks[0])
+        if Z_valid is not None:
+            try:
+                gmm.check_rows(Z_train, ks[0])
+            except FitError:
+                raise FitError(
+                    f"a {ks[0]}-component mixture needs at least {ks[0]} distinct rows to train "
+                    f"on, but only {len(Z_train)} rows remain after holding out {len(Z_valid)} "
+                    "(--validation); use --validation 0 or fewer --components"
+                ) from None
+        fixes = []
+        chosen = {**options, "components": ks[0], "covariance": covariances[0]}
+        estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
+    # Start the refit from the repaired settings of the chosen fit.
+    chosen = chosen | {
+        "reg_covar": float(estimator.reg_covar),
+        "max_iter": int(estimator.max_iter),
+        "n_init": int(estimator.n_init),
+    }
+    train_scores = estimator.score_samples(Z_train) + log_jacobian
+    heldout = estimator.score_samples(Z_valid) + log_jacobian if Z_valid is not None else None
+    refitted = refit and Z_valid is not None
+    if refitted:
+        estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
+        train_scores = estimator.score_samples(Z) + log_jacobian
+    warnings = []
+    if not estimator.converged_:
+        warnings.append(
+            f"EM did not converge in {estimator.max_iter} iterations even after retrying; "
+            "try a larger --max-iter or --tol"
+        )
+    if gmm.collapsed(estimator, settings["reg_covar"]):
+        warnings.append(
+            "a component still sits on a few rows (its variance is the regularizer), so its "
+            "density is a spike; try fewer --components or a larger --reg-covar"
+        )
+    return {
+        "estimator": estimator,
+        "params": gmm.to_params(estimator),
+        "selection": selection,
+        "fixes": fixes,
+        "warnings": warnings,
+        "train_log_density": train_scores,
+        "heldout_log_density": heldout,
+        "refitted": refitted,
+    }
+
+
+def _fit_kde(
+    Z: np.ndarray,
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    settings: dict[str, Any],
+    log_jacobian: float,
+    refit: bool,
+    seed: int | None,
+    on_candidate: Listener | None,
+) -> dict[str, Any]:
+    from gencli.families import kde
+    from gencli.selection import select_bandwidth
+
+    kernel = settings["kernel"]
+    bandwidth = settings["bandwidth"]
+    selection = None
+    rule: str | None
+    if bandwidth == "cv":
+        if Z_train.shape[0] < settings["folds"]:
+            raise FitError(
+                f"--bandwidth cv with {settings['folds']} folds needs at least that many rows"
+            )
+        value, history = select_bandwidth(
+            Z_train,
+            kernel=kernel,
+            folds=settings["folds"],
+            seed=seed,
+            log_jacobian=log_jacobian,
+            on_candidate=on_candidate,
+        )
+        selection = {"criterion": "cv", "parameter": "bandwidth", "candidates": history}
+        chosen: float | str = value
+        rule = "cv"
+    else:
+        chosen = bandwidth
+        rule = bandwidth if isinstance(bandwidth, str) else None
+    estimator, _ = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
+    heldout = None
+    if Z_valid is not None:
+        heldout = kde.score_samples(estimator, Z_valid) + log_jacobian
+    train_scores = kde.score_samples(estimator, Z_train) + log_jacobian
+    refitted = refit and Z_valid is not None
+    if refitted:
+        # A rule of thumb depends on n, so it is recomputed on every row.
+        estimator, _ = kde.fit(Z, bandwidth=chosen, kernel=kernel)
+        train_scores = kde.score_samples(estimator, Z) + log_jacobian
+    warnings = []
+    if heldout is not None and not np.all(np.isfinite(heldout)):
+        unreached = int(np.sum(~np.isfinite(heldout)))
+        warnings.append(
+            f"{unreached} held-out rows lie beyond every kernel (density 0); "
+            "a larger bandwidth or the gaussian kernel avoids that"
+        )
+    return {
+        "estimator": estimator,
+        "params": kde.to_params(estimator, rule),
+        "selection": selection,
+        "fixes": [],
+        "warnings": warnings,
+        "train_log_density": train_scores,
+        "heldout_log_density": heldout,
+        "refitted": refitted,
+    }
+
+
+def bandwidth_in_data_units(model: DensityModel) -> dict[str, float] | None:
+    """A KDE's bandwidth per column in the data's own units (bandwidth x column scale)."""
+    if model.family != "kde":
+        return None
+    h = float(model.params["bandwidth"])
+    return {c: h * float(s) for c, s in zip(model.columns, model.scale, strict=True)}

@@ -1,0 +1,282 @@
+"""Choosing the model: the number of components and covariance of a mixture, and the
+bandwidth of a kernel density.
+
+Mixtures are compared by BIC, AIC or mean held-out log-likelihood; bandwidths by the
+k-fold cross-validated log-likelihood, maximised over log-bandwidth by bracketing and
+then Brent's method rather than on a coarse grid. Every score is in the data's own units
+(the standardization's Jacobian is added), so the numbers in the table are comparable
+with those of ``gencli score``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gencli.errors import FitError
+from gencli.families import gmm, kde
+
+AUTO_COMPONENTS = range(1, 11)
+CRITERIA = ("bic", "aic", "heldout")
+DEFAULT_FOLDS = 5
+# A held-out row that no kernel reaches has log-density -inf; in the CV objective it
+# counts as this many nats below zero, so that the search still has a slope to follow.
+UNREACHED_LOG_DENSITY = -1000.0
+
+Candidate = dict[str, Any]
+Listener = Callable[[Candidate], None]
+
+
+def parse_components(spec: str | int | Sequence[int]) -> list[int]:
+    """'auto' -> 1..10, '3' -> [3], '1..12' -> 1..12, '2,4,8' -> [2, 4, 8]."""
+    if isinstance(spec, int):
+        values = [spec]
+    elif not isinstance(spec, str):
+        values = [int(v) for v in spec]
+    elif spec.strip().lower() == "auto":
+        values = list(AUTO_COMPONENTS)
+    else:
+        values = []
+        for part in spec.split(","):
+            part = part.strip()
+            match = re.fullmatch(r"(\d+)\.\.(\d+)", part)
+            if match:
+                lo, hi = int(match.group(1)), int(match.group(2))
+                if lo > hi:
+                    raise ValueError(f"range {part} runs backwards; write {hi}..{lo}")
+                values.extend(range(lo, hi + 1))
+            elif part.isdigit():
+                values.append(int(part))
+            else:
+                raise ValueError(f"'{part}' is not a number, a range A..B or 'auto'")
+    if not values or min(values) < 1:
+        raise ValueError("the number of components must be at least 1")
+    return sorted(set(values))
+
+
+def information_criteria(log_likelihood: float, n_params: int, n_rows: int) -> dict[str, float]:
+    """BIC and AIC from a total log-likelihood (lower is better)."""
+    return {
+        "bic": -2.0 * log_likelihood + n_params * math.log(n_rows),
+        "aic": -2.0 * log_likelihood + 2.0 * n_params,
+    }
+
+
+@dataclass
+class GmmChoice:
+    """The outcome of a mixture search: the winning options and every candidate's scores."""
+
+    options: dict[str, Any]
+    estimator: Any
+    candidates: list[Candidate]
+    fixes: list[str] = field(default_factory=list)
+
+
+def _evaluate_candidate(
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    log_jacobian: float,
+    options: dict[str, Any],
+) -> tuple[Candidate, Any]:
+    fixes: list[str] = []
+    estimator = gmm.fit(Z_train, fixes=fixes, **options)
+    n, d = Z_train.shape
+    total = float(np.sum(estimator.score_samples(Z_train))) + n * log_jacobian
+    params = gmm.n_parameters(options["components"], options["covariance"], d)
+    heldout = None
+    if Z_valid is not None and len(Z_valid):
+        heldout = float(np.mean(estimator.score_samples(Z_valid))) + log_jacobian
+    record: Candidate = {
+        "components": options["components"],
+        "covariance": options["covariance"],
+        "parameters": params,
+        "train_mean_log_likelihood": total / n,
+        **information_criteria(total, params, n),
+        "heldout_mean_log_likelihood": heldout,
+        "converged": bool(estimator.converged_),
+        "iterations": int(estimator.n_iter_),
+        "fixes": fixes,
+        "chosen": False,
+    }
+    return record, estimator
+
+
+def _score(candidate: Candidate, criterion: str) -> float:
+    """Lower is better for every criterion."""
+    if criterion == "heldout":
+        value = candidate["heldout_mean_log_likelihood"]
+        return -value if value is not None else math.inf
+    return float(candidate[criterion])
+
+
+def select_gmm(
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    *,
+    components: Sequence[int],
+    covariances: Sequence[str],
+    criterion: str,
+    log_jacobian: float,
+    options: dict[str, Any],
+    jobs: int | None = None,
+    on_candidate: Listener | None = None,
+) -> GmmChoice:
+    """Fit every (components, covariance) candidate and pick the best by ``criterion``.
+
+    Candidates that need more distinct rows than the data has are skipped; the others
+    run in ``jobs`` parallel processes (joblib; None: all cores when the search is big
+    enough to repay starting them), reporting to ``on_candidate`` as each ends.
+    """
+    if criterion not in CRITERIA:
+        raise FitError(f"unknown criterion '{criterion}'; use one of {', '.join(CRITERIA)}")
+    if criterion == "heldout" and (Z_valid is None or not len(Z_valid)):
+        raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
+    n_distinct = len(np.unique(Z_train, axis=0))
+    feasible = [k for k in components if k <= min(n_distinct, Z_train.shape[0])]
+    if not feasible:
+        raise FitError(
+            f"every candidate needs more distinct rows than the {n_distinct} available; "
+            "use fewer --components"
+        )
+    grid = [{**options, "components": k, "covariance": c} for c in covariances for k in feasible]
+    if jobs is None:
+        jobs = auto_jobs(Z_train.shape, len(grid))
+    results = _run_candidates(Z_train, Z_valid, log_jacobian, grid, jobs, on_candidate)
+    records = [record for record, _ in results]
+    best = min(range(len(records)), key=lambda i: (_score(records[i], criterion), i))
+    records[best]["chosen"] = True
+    # Repairs of the other candidates stay in their rows of the table.
+    return GmmChoice(grid[best], results[best][1], records, list(records[best]["fixes"]))
+
+
+# Below this much work (rows x columns^2 x candidates) worker processes cost more to start
+# than they save; measured on two cores with benchmarks/run.py.
+PARALLEL_MIN_WORK = 5e6
+
+
+def auto_jobs(shape: tuple[int, ...], n_candidates: int) -> int:
+    """How many processes a search of this size deserves: 1, or every core."""
+    rows, columns = shape[0], shape[1]
+    return -1 if rows * columns**2 * n_candidates >= PARALLEL_MIN_WORK else 1
+
+
+def _run_candidates(
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    log_jacobian: float,
+    grid: list[dict[str, Any]],
+    jobs: int,
+    on_candidate: Listener | None,
+) -> list[tuple[Candidate, Any]]:
+    if jobs == 1 or len(grid) == 1:
+        results = []
+        for options in grid:
+            result = _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
+            if on_candidate is not None:
+                on_candidate(result[0])
+            results.append(result)
+        return results
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, return_as="generator")
+    results = []
+    for result in parallel(
+        delayed(_evaluate_candidate)(Z_train, Z_valid, log_jacobian, options) for options in grid
+    ):
+        if on_candidate is not None:
+            on_candidate(result[0])
+        results.append(result)
+    return results
+
+
+# ----------------------------------------------------------------------------- bandwidth
+
+
+def cv_folds(n_rows: int, folds: int, seed: int | None) -> list[np.ndarray]:
+    """Held-out row indices of each fold: scikit-learn's KFold, shuffled with the seed."""
+    from sklearn.model_selection import KFold
+
+    if not 2 <= folds <= n_rows:
+        raise FitError(f"--folds must be between 2 and the number of rows ({n_rows}), got {folds}")
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [test for _, test in splitter.split(np.zeros((n_rows, 1)))]
+
+
+def cv_log_likelihood(
+    Z: np.ndarray, kernel: str, bandwidth: float, folds: list[np.ndarray]
+) -> float:
+    """Mean held-out log-likelihood per row (standardized units) over the folds."""
+    from sklearn.neighbors import KernelDensity
+
+    total = 0.0
+    for test in folds:
+        train = np.ones(Z.shape[0], dtype=bool)
+        train[test] = False
+        estimator = KernelDensity(bandwidth=bandwidth, kernel=kernel).fit(Z[train])
+        scores = kde.score_samples(estimator, Z[test])
+        total += float(np.sum(np.maximum(scores, UNREACHED_LOG_DENSITY)))
+    return total / Z.shape[0]
+
+
+def select_bandwidth(
+    Z: np.ndarray,
+    *,
+    kernel: str,
+    folds: int = DEFAULT_FOLDS,
+    seed: int | None = 0,
+    log_jacobian: float = 0.0,
+    xatol: float = 1e-3,
+    on_candidate: Listener | None = None,
+) -> tuple[float, list[Candidate]]:
+    """The bandwidth that maximises the k-fold cross-validated log-likelihood.
+
+    Starting from Scott's rule, steps of a factor 2 in bandwidth bracket the maximum, then
+    Brent's bounded method refines log-bandwidth to ``xatol`` (0.1% in bandwidth).
+    """
+    from scipy.optimize import minimize_scalar
+
+    fold_rows = cv_folds(Z.shape[0], folds, seed)
+    evaluated: dict[float, float] = {}
+    history: list[Candidate] = []
+
+    def objective(log_h: float) -> float:
+        if log_h not in evaluated:
+            value = cv_log_likelihood(Z, kernel, math.exp(log_h), fold_rows)
+            evaluated[log_h] = value
+            record = {
+                "bandwidth": math.exp(log_h),
+                "cv_mean_log_likelihood": value + log_jacobian,
+                "chosen": False,
+            }
+            history.append(record)
+            if on_candidate is not None:
+                on_candidate(record)
+        return -evaluated[log_h]
+
+    step = math.log(2.0)
+    centre = math.log(kde.rule_of_thumb(Z, "scott", kernel))
+    left, right = centre - step, centre + step
+    for _ in range(40):
+        f_left, f_centre, f_right = objective(left), objective(centre), objective(right)
+        if f_centre <= f_left and f_centre <= f_right:
+            break
+        if f_left < f_centre:
+            left, centre, right = left - step, left, centre
+        else:
+            left, centre, right = centre, right, right + step
+    else:
+        raise FitError("the cross-validated bandwidth search did not find a maximum")
+    result = minimize_scalar(
+        objective, bounds=(left, right), method="bounded", options={"xatol": xatol}
+    )
+    best_log_h = float(result.x) if result.fun <= objective(centre) else centre
+    best = math.exp(best_log_h)
+    for record in history:
+        record["chosen"] = math.isclose(record["bandwidth"], best, rel_tol=1e-12)
+    history.sort(key=lambda r: r["bandwidth"])
+    return best, history
