@@ -32,6 +32,7 @@ from gencli.cli_options import (
     quiet_option,
     seed_option,
 )
+from gencli.cli_report import evaluate, inspect
 from gencli.errors import GencliError
 
 EXIT_SIGINT = 130
@@ -393,8 +394,8 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
         f"time       {record['seconds']:.2f} s",
         f"wrote      {record['model_file']}",
     ]
-    if record.get("report"):
-        lines.append(f"report     {record['report']}")
+    if record.get("report_file"):
+        lines.append(f"report     {record['report_file']}")
     return lines
 
 
@@ -543,3 +544,5 @@ def main() -> None:
 
 
 cli.add_command(curse)
+cli.add_command(inspect)
+cli.add_command(evaluate)

@@ -80,7 +80,7 @@ def fit_file(
         from gencli.report import write_report
 
         write_report(report, record, fitted, table.values)
-        record["report"] = str(report)
+        record["report_file"] = str(report)
     return record
 
 

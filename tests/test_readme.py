@@ -64,6 +64,6 @@ def test_readme_examples_print_what_the_readme_shows(tmp_path: Path) -> None:
             assert _normal(printed) == _normal(shown), command
 
 
-@pytest.mark.parametrize("command", ["fit", "score", "sample", "curse"])
+@pytest.mark.parametrize("command", ["fit", "score", "sample", "curse", "inspect", "evaluate"])
 def test_readme_tours_every_command(command: str) -> None:
     assert f"### `gencli {command}" in README
