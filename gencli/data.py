@@ -342,13 +342,13 @@ def _is_number_type(pa: Any, kind: Any) -> bool:
     )
 
 
-def _from_arrow(arrow: pa.Table, name: str, *, named: bool) -> _RawTable:
+def _from_arrow(arrow: pa.Table, name: str, *, named: bool, empty_ok: bool = False) -> _RawTable:
     import pyarrow as pa
 
     columns = _unique_names(arrow.column_names) if named else list(arrow.column_names)
     if not columns:
         raise DataError(f"{name}: has no columns; it needs a table of numbers")
-    if arrow.num_rows == 0:
+    if arrow.num_rows == 0 and not empty_ok:
         raise DataError(f"{name}: has a header but no data rows; add rows of numbers")
     values = np.empty((arrow.num_rows, arrow.num_columns), dtype=np.float64)
     non_numeric = []

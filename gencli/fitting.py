@@ -370,16 +370,17 @@ def _fit_kde(
     else:
         chosen = bandwidth
         rule = bandwidth if isinstance(bandwidth, str) else None
-    estimator, _ = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
+    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
     heldout = None
     if Z_valid is not None:
-        heldout = kde.score_samples(estimator, Z_valid) + log_jacobian
-    train_scores = kde.score_samples(estimator, Z_train) + log_jacobian
+        heldout = kde.log_density(params, Z_valid) + log_jacobian
+    train_scores = kde.log_density(params, Z_train) + log_jacobian
     refitted = refit and Z_valid is not None
     if refitted:
         # A rule of thumb depends on n, so it is recomputed on every row.
-        estimator, _ = kde.fit(Z, bandwidth=chosen, kernel=kernel)
-        train_scores = kde.score_samples(estimator, Z) + log_jacobian
+        params = kde.fit(Z, bandwidth=chosen, kernel=kernel)
+        train_scores = kde.log_density(params, Z) + log_jacobian
+    params["bandwidth_rule"] = rule
     warnings = []
     if heldout is not None and not np.all(np.isfinite(heldout)):
         unreached = int(np.sum(~np.isfinite(heldout)))
@@ -388,8 +389,8 @@ def _fit_kde(
             "a larger bandwidth or the gaussian kernel avoids that"
         )
     return {
-        "estimator": estimator,
-        "params": kde.to_params(estimator, rule),
+        "estimator": None,
+        "params": params,
         "selection": selection,
         "fixes": [],
         "warnings": warnings,

@@ -7,19 +7,22 @@ plain summary dictionary that the CLI renders.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from gencli.data import Table, format_for, read_table, require_finite, write_table
+from gencli.data import Table, read_table
 from gencli.errors import DataError, OutputError
 from gencli.fitting import bandwidth_in_data_units, fit
-from gencli.model import DensityModel, log_likelihood_summary
+from gencli.model import DensityModel
 from gencli.modelfile import load
+from gencli.streams import TableWriter, finite_chunks, stream_table
 
 
 def check_output(
@@ -134,43 +137,64 @@ def score_file(
     *,
     format: str | None = None,
     flag_below: float | None = None,
+    mode: str = "fast",
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``.
 
-    Columns are matched by name when both sides have names, else by position. With
-    ``flag_below=Q``, rows whose log-density is below the Q-quantile of the held-out rows'
-    (stored in the model file at fit time) get ``outlier = true``.
+    Works chunk by chunk, so memory stays flat however many rows there are. Columns are
+    matched by name when both sides have names, else by position. With ``flag_below=Q``,
+    rows whose log-density is below the Q-quantile of the held-out rows' (stored in the
+    model file at fit time) get ``outlier = true``. ``mode`` is the KDE evaluation: 'fast'
+    (relative error <= 1e-6), 'exact' or 'approx' (binned; Gaussian kernel, 1-D and 2-D).
     """
     check_output(output, model_path, data)
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
-    if output is not None and str(output) != "-":
-        format_for(output)
-    table = read_table(data, format=format, stdin=stdin, missing_hint="")
-    extra = model.extra_columns(table)
-    aligned = model.align(table)
-    aligned = require_finite(aligned, hint="")
-    log_density = model.score_samples(aligned.values)
-    flags = None if threshold is None else {"outlier": log_density < threshold}
-    if output is not None:
-        write_table(log_density.reshape(-1, 1), ["log_density"], output, stdout=stdout, flags=flags)
-    summary = log_likelihood_summary(log_density, model.n_features)
-    outliers = None
-    if flags is not None:
-        outliers = {
-            "quantile": flag_below,
-            "threshold": threshold,
-            "count": int(flags["outlier"].sum()),
-        }
+    stream = stream_table(data, format=format, stdin=stdin)
+    header = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
+    extra = model.extra_columns(header)
+    picks = model.column_picks(header)
+    flag_names = ["outlier"] if threshold is not None else []
+    rows = 0
+    total = 0.0
+    outliers = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if output is not None:
+            writer = stack.enter_context(
+                TableWriter(output, ["log_density"], flag_names, stdout=stdout)
+            )
+        for chunk in finite_chunks(stream):
+            log_density = model.score_samples(chunk[:, picks], mode=mode)
+            flags = None
+            if threshold is not None:
+                flags = {"outlier": log_density < threshold}
+                outliers += int(flags["outlier"].sum())
+            if writer is not None:
+                writer.write(log_density.reshape(-1, 1), flags)
+            rows += chunk.shape[0]
+            total += float(np.sum(log_density))
+            if progress is not None:
+                progress(chunk.shape[0])
+    if rows == 0:
+        raise DataError(f"{stream.source}: has no data rows; nothing to score")
+    mean = total / rows
     return {
-        "outliers": outliers,
+        "outliers": None
+        if threshold is None
+        else {"quantile": flag_below, "threshold": threshold, "count": outliers},
         "model_file": str(model_path),
-        "source": table.source,
+        "source": stream.source,
         "ignored_columns": extra,
-        "matched_by": "name" if model.named_columns and table.named else "position",
-        **summary,
+        "matched_by": "name" if model.named_columns and stream.named else "position",
+        "rows": rows,
+        "mean_log_likelihood": mean,
+        "total_log_likelihood": total,
+        "bits_per_dimension": -mean / (model.n_features * math.log(2)),
+        "mode": mode if model.family == "kde" else None,
         "output": None if output is None else str(output),
     }
 
@@ -196,17 +220,16 @@ def sample_file(
     seed: int | None = None,
     format: str | None = None,
     stdout: IO[bytes] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Draw ``n`` rows from the model and write them with the training column names."""
+    """Draw ``n`` rows from the model and write them, chunk by chunk, with the column names."""
     check_output(output, model_path)
     model: DensityModel = load(model_path)
-    if str(output) != "-":
-        try:
-            format_for(output, format)
-        except DataError as exc:
-            raise OutputError(str(exc)) from None
-    rows = model.sample(n, seed=seed)
-    if not np.all(np.isfinite(rows)):
-        raise OutputError("the model produced non-finite samples; refit it")
-    write_table(rows, model.columns, output, format=format, stdout=stdout)
+    with TableWriter(output, model.columns, format=format, stdout=stdout) as writer:
+        for chunk in model.iter_samples(n, seed=seed):
+            if not np.all(np.isfinite(chunk)):
+                raise OutputError("the model produced non-finite samples; refit it")
+            writer.write(chunk)
+            if progress is not None:
+                progress(chunk.shape[0])
     return {"model_file": str(model_path), "rows": int(n), "output": str(output), "seed": seed}

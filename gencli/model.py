@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,8 @@ from gencli.errors import DataError, ModelFileError
 from gencli.families import FAMILIES
 
 _LOG2 = math.log(2.0)
+SCORE_MODES = ("fast", "exact", "approx")
+SAMPLE_CHUNK_ROWS = 1 << 16
 
 
 class DensityModel:
@@ -57,6 +59,7 @@ class DensityModel:
         self.scale = np.asarray(scale, dtype=np.float64)
         self.metadata = dict(metadata or {})
         self._estimator = estimator
+        self._cache: dict[str, Any] = {}  # precomputed factors and trees for scoring
 
     # ------------------------------------------------------------------ structure
 
@@ -68,7 +71,7 @@ class DensityModel:
     def estimator(self) -> Any:
         """The fitted scikit-learn estimator (rebuilt from the parameters after loading)."""
         if self._estimator is None:
-            self._estimator = _family_module(self.family).from_params(self.params)
+            self._estimator = family_module(self.family).from_params(self.params)
         return self._estimator
 
     @property
@@ -78,7 +81,7 @@ class DensityModel:
 
     def describe(self) -> dict[str, Any]:
         """The family's parameters in a short printable form."""
-        return dict(_family_module(self.family).describe(self.params))
+        return dict(family_module(self.family).describe(self.params))
 
     # ------------------------------------------------------------------ densities
 
@@ -96,25 +99,53 @@ class DensityModel:
             )
         return X
 
-    def score_samples(self, X: Any) -> np.ndarray:
+    def score_samples(self, X: Any, *, mode: str = "fast") -> np.ndarray:
         """Natural log of the density at each row, in the data's own units.
 
         ``X`` is an array with the training columns in order, or a DataFrame / Table,
-        whose columns are matched by name.
+        whose columns are matched by name. For a KDE, ``mode`` is 'fast' (relative error
+        at most 1e-6), 'exact', or 'approx' (binned, Gaussian kernel in 1-D and 2-D,
+        relative error below 1e-3); see :mod:`gencli.families.kde_scoring`.
         """
+        if mode not in SCORE_MODES:
+            raise ValueError(f"mode must be one of {SCORE_MODES}, got {mode!r}")
         if hasattr(X, "columns") and not isinstance(X, np.ndarray):
             X = self.align(as_table(X)).values
         X = self._check_width(X)
-        family = _family_module(self.family)
-        return family.score_samples(self.estimator, self._to_z(X)) + self.log_jacobian
+        family = family_module(self.family)
+        log_density = family.log_density(self.params, self._to_z(X), mode=mode, cache=self._cache)
+        return np.asarray(log_density) + self.log_jacobian
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Draw ``n`` rows from the fitted density, in the data's own units."""
+        chunks = list(self.iter_samples(n, seed))
+        return np.vstack(chunks) if chunks else np.empty((0, self.n_features))
+
+    def iter_samples(
+        self, n: int, seed: int | None = None, chunk_rows: int = SAMPLE_CHUNK_ROWS
+    ) -> Iterator[np.ndarray]:
+        """The same rows as :meth:`sample`, in chunks of ``chunk_rows`` (memory stays flat).
+
+        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator, so the
+        output for a seed does not depend on how it is consumed.
+        """
         if n < 0:
             raise ValueError(f"n must be >= 0 but got {n}")
         rng = np.random.default_rng(seed)
-        Z = _family_module(self.family).sample(self.params, int(n), rng)
-        return Z * self.scale + self.shift
+        family = family_module(self.family)
+        pending: list[np.ndarray] = []
+        held = 0
+        for start in range(0, int(n), SAMPLE_CHUNK_ROWS):
+            size = min(SAMPLE_CHUNK_ROWS, int(n) - start)
+            pending.append(family.sample(self.params, size, rng) * self.scale + self.shift)
+            held += size
+            while held >= chunk_rows:
+                block = np.vstack(pending)
+                yield block[:chunk_rows]
+                rest = block[chunk_rows:]
+                pending, held = ([rest] if rest.shape[0] else []), rest.shape[0]
+        if held:
+            yield np.vstack(pending)
 
     def align(self, table: Table) -> Table:
         """Reorder ``table``'s columns to the model's: by name when both have names, else by
@@ -137,6 +168,15 @@ class DensityModel:
             )
         return Table(table.values, list(self.columns), table.named, table.source)
 
+    def column_picks(self, table: Table) -> list[int]:
+        """Indices of ``table``'s columns in the model's order (see :meth:`align`)."""
+        if self.named_columns and table.named:
+            self.align(table)  # raises with the missing names
+            index = {c: i for i, c in enumerate(table.columns)}
+            return [index[c] for c in self.columns]
+        self.align(table)
+        return list(range(self.n_features))
+
     def extra_columns(self, table: Table) -> list[str]:
         """Named columns of ``table`` the model does not use (they are ignored)."""
         if not (self.named_columns and table.named):
@@ -155,7 +195,8 @@ class DensityModel:
         return f"DensityModel(family={self.family!r}, columns={self.columns!r})"
 
 
-def _family_module(family: str) -> Any:
+def family_module(family: str) -> Any:
+    """The module of a density family (imported on first use)."""
     if family == "gmm":
         from gencli.families import gmm
 

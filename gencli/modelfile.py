@@ -21,7 +21,7 @@ import numpy as np
 from gencli.atomic import atomic_write
 from gencli.errors import ModelFileError
 from gencli.families import FAMILIES
-from gencli.model import DensityModel
+from gencli.model import DensityModel, family_module
 
 FORMAT_NAME = "gencli-model"
 FORMAT_VERSION = 1
@@ -213,15 +213,16 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
         metadata=metadata,
     )
     try:
-        estimator = model.estimator
+        family_module(str(family)).check_params(params)
     except ModelFileError as exc:
         raise ModelFileError(f"{name}: {exc}; refit the model") from None
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFileError(
             f"{name}: is not a valid gencli model file (bad parameters: {exc}); refit the model"
         ) from None
+    means_or_points = params.get("means", params.get("points"))
     _require(
-        int(getattr(estimator, "n_features_in_", len(columns))) == len(columns),
+        np.asarray(means_or_points).shape[-1] == len(columns),
         name,
         "parameters do not match the columns",
     )

@@ -211,14 +211,13 @@ def cv_log_likelihood(
     Z: np.ndarray, kernel: str, bandwidth: float, folds: list[np.ndarray]
 ) -> float:
     """Mean held-out log-likelihood per row (standardized units) over the folds."""
-    from sklearn.neighbors import KernelDensity
+    from gencli.families.kde_scoring import log_density
 
     total = 0.0
     for test in folds:
         train = np.ones(Z.shape[0], dtype=bool)
         train[test] = False
-        estimator = KernelDensity(bandwidth=bandwidth, kernel=kernel).fit(Z[train])
-        scores = kde.score_samples(estimator, Z[test])
+        scores = log_density(Z[train], Z[test], kernel, bandwidth)
         total += float(np.sum(np.maximum(scores, UNREACHED_LOG_DENSITY)))
     return total / Z.shape[0]
 

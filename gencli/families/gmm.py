@@ -277,9 +277,70 @@ def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def score_samples(estimator: Any, Z: np.ndarray) -> np.ndarray:
-    """log-density of each row of Z under the fitted mixture."""
-    return np.asarray(estimator.score_samples(Z))
+def check_params(params: dict[str, Any]) -> None:
+    """Refuse parameters that cannot describe a mixture (numpy only, no scikit-learn)."""
+    covariance_type = params.get("covariance_type")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ModelFileError(f"unknown covariance type {covariance_type!r} in the model file")
+    for key in ("weights", "means", "covariances"):
+        if not isinstance(params.get(key), np.ndarray):
+            raise ModelFileError(f"the mixture's {key} in the model file are not an array")
+    _check_shapes(params["weights"], params["means"], params["covariances"], covariance_type)
+    _precisions(params)
+
+
+def _precisions(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky factors of the precisions and their log-determinants, one per component."""
+    covariance_type = params["covariance_type"]
+    covariances = np.asarray(params["covariances"], dtype=np.float64)
+    k, d = np.asarray(params["means"]).shape
+    if covariance_type in ("diag", "spherical"):
+        if np.any(covariances <= 0):
+            raise ModelFileError("a variance in the model file is not positive")
+        prec = 1.0 / np.sqrt(covariances)
+        if covariance_type == "spherical":
+            return prec, d * np.log(prec)
+        return prec, np.sum(np.log(prec), axis=1)
+    stack = covariances[None] if covariance_type == "tied" else covariances
+    try:
+        lower = np.linalg.cholesky(stack)
+    except np.linalg.LinAlgError as exc:
+        raise ModelFileError("a covariance in the model file is not positive definite") from exc
+    prec_chol = np.transpose(np.linalg.inv(lower), (0, 2, 1))
+    log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return np.repeat(prec_chol, k, axis=0), np.repeat(log_det, k)
+    return prec_chol, log_det
+
+
+def log_density(
+    params: dict[str, Any], Z: np.ndarray, *, mode: str = "fast", cache: dict | None = None
+) -> np.ndarray:
+    """log-density of each row of Z under the mixture (the same formula scikit-learn uses,
+    in numpy, so that scoring does not pay for importing scikit-learn)."""
+    if cache is not None and "precisions" in cache:
+        prec, log_det = cache["precisions"]
+    else:
+        prec, log_det = _precisions(params)
+        if cache is not None:
+            cache["precisions"] = (prec, log_det)
+    means = np.asarray(params["means"], dtype=np.float64)
+    weights = np.asarray(params["weights"], dtype=np.float64)
+    k, d = means.shape
+    log_prob = np.empty((Z.shape[0], k))
+    full = params["covariance_type"] in ("full", "tied")
+    for j in range(k):
+        if full:
+            y = Z @ prec[j] - means[j] @ prec[j]
+            maha = np.einsum("ij,ij->i", y, y)
+        else:
+            y = (Z - means[j]) * prec[j]
+            maha = np.einsum("ij,ij->i", y, y)
+        log_prob[:, j] = -0.5 * (d * np.log(2 * np.pi) + maha) + log_det[j]
+    with np.errstate(divide="ignore"):
+        log_prob += np.log(weights)
+    top = log_prob.max(axis=1)
+    return top + np.log(np.sum(np.exp(log_prob - top[:, None]), axis=1))
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

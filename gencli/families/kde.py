@@ -23,8 +23,7 @@ RULES = ("scott", "silverman")
 
 def _log_radial_moment(kernel: str, m: int, squared: bool = False) -> float:
     """log of the integral over u >= 0 of k(u) ** (1 or 2) * u**m, for kernel profile k."""
-    from scipy.special import gammaln
-
+    gammaln = math.lgamma
     a = m + 1.0
     if kernel == "gaussian":  # k(u) = exp(-u^2 / 2)
         if squared:
@@ -99,31 +98,38 @@ def rule_of_thumb(Z: np.ndarray, rule: str, kernel: str = "gaussian") -> float:
     return factor * spread * kernel_factor(kernel, d)
 
 
-def fit(
-    Z: np.ndarray, *, bandwidth: float | str = "scott", kernel: str = "gaussian"
-) -> tuple[Any, str | None]:
-    """Fit a KernelDensity; return it and the rule that chose the bandwidth (None if given)."""
-    from sklearn.neighbors import KernelDensity
-
+def choose_bandwidth(
+    Z: np.ndarray, bandwidth: float | str, kernel: str
+) -> tuple[float, str | None]:
+    """The bandwidth to use and the rule that chose it (None when given as a number)."""
     if kernel not in KERNELS:
         raise FitError(f"unknown kernel '{kernel}'; use one of {', '.join(KERNELS)}")
     if Z.shape[0] < 2:
         raise FitError(f"a kernel density needs at least 2 rows but the data has {Z.shape[0]}")
-    rule = None
     if isinstance(bandwidth, str):
-        rule = bandwidth
-        if rule not in RULES:
+        if bandwidth not in RULES:
             raise FitError(
                 f"unknown bandwidth '{bandwidth}'; give a positive number or one of "
                 f"{', '.join(RULES)}"
             )
-        value = rule_of_thumb(Z, rule, kernel)
-    else:
-        value = float(bandwidth)
-        if not (value > 0 and math.isfinite(value)):
-            raise FitError(f"--bandwidth must be a positive number but got {bandwidth}")
-    estimator = KernelDensity(bandwidth=value, kernel=kernel).fit(Z)
-    return estimator, rule
+        return rule_of_thumb(Z, bandwidth, kernel), bandwidth
+    value = float(bandwidth)
+    if not (value > 0 and math.isfinite(value)):
+        raise FitError(f"--bandwidth must be a positive number but got {bandwidth}")
+    return value, None
+
+
+def fit(
+    Z: np.ndarray, *, bandwidth: float | str = "scott", kernel: str = "gaussian"
+) -> dict[str, Any]:
+    """A kernel density is its training points, kernel and bandwidth: return those."""
+    value, rule = choose_bandwidth(Z, bandwidth, kernel)
+    return {
+        "kernel": kernel,
+        "bandwidth": value,
+        "bandwidth_rule": rule,
+        "points": np.ascontiguousarray(Z, dtype=np.float64),
+    }
 
 
 def log_kernel_norm(kernel: str, d: int) -> float:
@@ -132,97 +138,50 @@ def log_kernel_norm(kernel: str, d: int) -> float:
     return log_surface + _log_radial_moment(kernel, d - 1)
 
 
-# scikit-learn's tree-based KernelDensity drifts from the exact sum from about d = 24
-# (log-space bounds; errors of tens of nats at d = 64, scikit-learn issue #7492), gives
-# the compact kernels a density of about e^-35 where no training point is within reach
-# (the true density is 0), and normalizes the cosine kernel wrongly in even dimensions
-# (off by 2.75x at d = 2, NaN at d = 4). gencli uses the tree only where it is exact:
-# the Gaussian and exponential kernels in low dimension; elsewhere it sums the kernels.
-TREE_MAX_DIM = 12
-TREE_KERNELS = ("gaussian", "exponential")
-_CHUNK_ENTRIES = 1 << 21
-
-
-def _profile_sums(kernel: str, u2: np.ndarray) -> np.ndarray:
-    """log of the sum over each row of the kernel profile at squared scaled distances u2."""
-    from scipy.special import logsumexp
-
-    if kernel == "gaussian":
-        return np.asarray(logsumexp(-0.5 * u2, axis=1))
-    u = np.sqrt(u2)
-    if kernel == "exponential":
-        return np.asarray(logsumexp(-u, axis=1))
-    inside = u < 1.0
-    if kernel == "tophat":
-        values = inside.astype(np.float64)
-    elif kernel == "epanechnikov":
-        values = np.where(inside, 1.0 - u2, 0.0)
-    elif kernel == "linear":
-        values = np.where(inside, 1.0 - u, 0.0)
-    elif kernel == "cosine":
-        values = np.where(inside, np.cos(0.5 * np.pi * u), 0.0)
-    else:
-        raise ValueError(f"unknown kernel {kernel!r}")
-    with np.errstate(divide="ignore"):
-        return np.asarray(np.log(values.sum(axis=1)))
-
-
-def direct_log_density(
-    points: np.ndarray, Z: np.ndarray, kernel: str, bandwidth: float
+def log_density(
+    params: dict[str, Any], Z: np.ndarray, *, mode: str = "fast", cache: dict | None = None
 ) -> np.ndarray:
-    """Exact KDE log-density by summing every kernel, in chunks of queries (any dimension)."""
-    n, d = points.shape
-    log_norm = log_kernel_norm(kernel, d) + d * math.log(bandwidth) + math.log(n)
-    centre = points.mean(
-        axis=0
-    )  # distances are translation-invariant; centring avoids cancellation
-    P = points - centre
-    Q = Z - centre
-    p_sq = np.einsum("ij,ij->i", P, P)
-    out = np.empty(Q.shape[0])
-    chunk = max(1, _CHUNK_ENTRIES // max(n, 1))
-    scale = 1.0 / (bandwidth * bandwidth)
-    for start in range(0, Q.shape[0], chunk):
-        q = Q[start : start + chunk]
-        d2 = np.einsum("ij,ij->i", q, q)[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
-        np.maximum(d2, 0.0, out=d2)
-        d2 *= scale
-        out[start : start + chunk] = _profile_sums(kernel, d2) - log_norm
-    return out
+    """log-density of each row of Z (estimator space); see :mod:`gencli.families.kde_scoring`."""
+    from gencli.families.kde_scoring import log_density as evaluate
+
+    return evaluate(
+        np.asarray(params["points"]),
+        Z,
+        params["kernel"],
+        float(params["bandwidth"]),
+        mode=mode,
+        cache=cache,
+    )
 
 
-def score_samples(estimator: Any, Z: np.ndarray) -> np.ndarray:
-    """log-density of each row of Z under the fitted KernelDensity, exact in any dimension."""
-    points = np.asarray(estimator.tree_.data)
-    if estimator.kernel not in TREE_KERNELS or points.shape[1] > TREE_MAX_DIM:
-        return direct_log_density(points, Z, estimator.kernel, float(estimator.bandwidth_))
-    return np.asarray(estimator.score_samples(Z))
-
-
-def to_params(estimator: Any, rule: str | None) -> dict[str, Any]:
-    """The kernel density as builtins and arrays: kernel, bandwidth and the training points."""
-    return {
-        "kernel": str(estimator.kernel),
-        "bandwidth": float(estimator.bandwidth_),
-        "bandwidth_rule": rule,
-        "points": np.ascontiguousarray(estimator.tree_.data, dtype=np.float64),
-    }
+def check_params(params: dict[str, Any]) -> None:
+    """Refuse parameters that cannot describe a kernel density (without scikit-learn)."""
+    kernel = params.get("kernel")
+    if kernel not in KERNELS:
+        raise ModelFileError(f"unknown kernel {kernel!r} in the model file")
+    bandwidth = params.get("bandwidth")
+    if not isinstance(bandwidth, float) or not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise ModelFileError(f"the bandwidth in the model file is not positive: {bandwidth}")
+    points = params.get("points")
+    if (
+        not isinstance(points, np.ndarray)
+        or points.ndim != 2
+        or points.shape[0] < 1
+        or not np.all(np.isfinite(points))
+    ):
+        raise ModelFileError("the training points in the model file are not a finite 2-D array")
 
 
 def from_params(params: dict[str, Any]) -> Any:
-    """Rebuild the KernelDensity from its training points (building the tree is cheap)."""
+    """scikit-learn's KernelDensity on the training points, for Python users who want it.
+
+    gencli itself never scores with it (see :mod:`gencli.families.kde_scoring`).
+    """
     from sklearn.neighbors import KernelDensity
 
-    kernel = params["kernel"]
-    if kernel not in KERNELS:
-        raise ModelFileError(f"unknown kernel '{kernel}' in the model file")
-    bandwidth = float(params["bandwidth"])
+    check_params(params)
     points = np.asarray(params["points"], dtype=np.float64)
-    if not (bandwidth > 0 and math.isfinite(bandwidth)):
-        raise ModelFileError(f"the bandwidth in the model file is not positive: {bandwidth}")
-    if points.ndim != 2 or points.shape[0] < 1 or not np.all(np.isfinite(points)):
-        raise ModelFileError("the training points in the model file are not a finite 2-D array")
-    return KernelDensity(bandwidth=bandwidth, kernel=kernel).fit(points)
+    return KernelDensity(bandwidth=float(params["bandwidth"]), kernel=params["kernel"]).fit(points)
 
 
 def _unit_radii(kernel: str, n: int, d: int, rng: np.random.Generator) -> np.ndarray:

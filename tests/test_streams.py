@@ -1,0 +1,114 @@
+"""Streaming score and sample: same bytes as the all-at-once path, flat memory, and the
+KDE evaluation modes within their stated tolerances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import gencli
+from gencli.cli import cli
+from gencli.families import kde_scoring
+from gencli.model import SAMPLE_CHUNK_ROWS
+
+
+@pytest.fixture()
+def gmm_model(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal([0, 0], 1, (300, 2)), rng.normal([4, 1], 0.5, (300, 2))])
+    pd.DataFrame(X, columns=["a", "b"]).to_csv("train.csv", index=False)
+    assert CliRunner().invoke(cli, ["fit", "train.csv", "-k", "2", "-q"]).exit_code == 0
+    return gencli.load("model.pkl")
+
+
+def test_sample_chunks_do_not_change_the_rows(gmm_model) -> None:
+    n = 2 * SAMPLE_CHUNK_ROWS + 123
+    whole = gmm_model.sample(n, seed=4)
+    for chunk_rows in (1000, SAMPLE_CHUNK_ROWS, 3 * SAMPLE_CHUNK_ROWS):
+        parts = list(gmm_model.iter_samples(n, seed=4, chunk_rows=chunk_rows))
+        assert max(p.shape[0] for p in parts) <= chunk_rows
+        np.testing.assert_array_equal(np.vstack(parts), whole)
+
+
+@pytest.mark.parametrize("extension", ["csv", "npy", "parquet"])
+def test_streamed_sample_file_equals_the_in_memory_rows(gmm_model, extension) -> None:
+    n = SAMPLE_CHUNK_ROWS + 500
+    args = ["sample", "model.pkl", "-n", str(n), "--seed", "9", "-o", f"s.{extension}"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    if extension == "npy":
+        got = np.load("s.npy")
+    elif extension == "parquet":
+        got = pd.read_parquet("s.parquet").to_numpy()
+    else:
+        got = pd.read_csv("s.csv").to_numpy()
+    np.testing.assert_array_equal(got, gmm_model.sample(n, seed=9))
+
+
+def test_streamed_scores_equal_the_all_at_once_scores(gmm_model) -> None:
+    rows = gmm_model.sample(250_000, seed=1)  # several reader blocks
+    pd.DataFrame(rows, columns=["a", "b"]).to_csv("big.csv", index=False)
+    result = CliRunner().invoke(cli, ["score", "model.pkl", "big.csv", "-o", "s.npy", "--json"])
+    assert result.exit_code == 0, result.output
+    read_back = pd.read_csv("big.csv").to_numpy()
+    expected = gmm_model.score_samples(read_back)
+    np.testing.assert_array_equal(np.load("s.npy")[:, 0], expected)
+    assert f'"rows": {len(rows)}' in result.stdout
+
+
+def test_bad_value_in_a_late_chunk_names_its_row(gmm_model, tmp_path) -> None:
+    rows = gmm_model.sample(200_000, seed=2)
+    frame = pd.DataFrame(rows, columns=["a", "b"])
+    frame.loc[180_000, "b"] = np.nan
+    frame.to_csv("gap.csv", index=False)
+    result = CliRunner().invoke(cli, ["score", "model.pkl", "gap.csv", "-o", "s.csv"])
+    assert result.exit_code == 1
+    assert "column 'b'" in result.stderr and "row 180001" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _mixture(n: int, seed: int, d: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 2.0]])[:, :d]
+    return np.vstack([rng.normal(c, 0.7, size=(n // 3, d)) for c in centres])
+
+
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("h", [0.05, 0.2])
+def test_fast_and_approx_modes_keep_their_tolerances(d: int, h: float) -> None:
+    points = _mixture(3000, 0, d)
+    queries = np.vstack([_mixture(1500, 1, d), np.full((3, d), 9.0), np.full((2, d), -7.5)])
+    exact = kde_scoring.exact_log_density(points, queries, "gaussian", h)
+    fast = kde_scoring.fast_log_density(points, queries, "gaussian", h)
+    approx = kde_scoring.approx_log_density(points, queries, "gaussian", h)
+    assert np.max(np.abs(np.expm1(fast - exact))) <= kde_scoring.FAST_RTOL
+    assert np.max(np.abs(np.expm1(approx - exact))) <= kde_scoring.APPROX_RTOL
+
+
+def test_approx_refuses_what_it_cannot_do() -> None:
+    from gencli.errors import DataError
+
+    points = _mixture(300, 0, 2)
+    with pytest.raises(DataError, match="--approx works for the gaussian kernel"):
+        kde_scoring.approx_log_density(points, points, "epanechnikov", 0.3)
+
+
+def test_score_modes_through_the_cli(tmp_path) -> None:
+    X = _mixture(3000, 3, 2)
+    pd.DataFrame(X, columns=["x", "y"]).to_csv("t.csv", index=False)
+    runner = CliRunner()
+    fit = ["fit", "t.csv", "--model", "kde", "--bandwidth", "0.1", "--validation", "0", "-q"]
+    assert runner.invoke(cli, fit).exit_code == 0
+    outputs = {}
+    for flag in ("", "--exact", "--approx"):
+        args = ["score", "model.pkl", "t.csv", "-o", f"s{flag}.npy", "-q"] + (
+            [flag] if flag else []
+        )
+        assert runner.invoke(cli, args).exit_code == 0
+        outputs[flag] = np.load(f"s{flag}.npy")[:, 0]
+    assert np.max(np.abs(np.expm1(outputs[""] - outputs["--exact"]))) <= 1e-6
+    assert np.max(np.abs(np.expm1(outputs["--approx"] - outputs["--exact"]))) <= 1e-3
+    both = runner.invoke(cli, ["score", "model.pkl", "t.csv", "--exact", "--approx"])
+    assert both.exit_code == 2
