@@ -136,7 +136,7 @@ def select_gmm(
         raise FitError(f"unknown criterion '{criterion}'; use one of {', '.join(CRITERIA)}")
     if criterion == "heldout" and (Z_valid is None or not len(Z_valid)):
         raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
-    n_distinct = len(np.unique(Z_train, axis=0))
+    n_distinct = gmm.count_distinct(Z_train, max(components))
     feasible = [k for k in components if k <= min(n_distinct, Z_train.shape[0])]
     if not feasible:
         raise FitError(
@@ -183,15 +183,27 @@ def _run_candidates(
         return results
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, return_as="generator")
-    results = []
-    for result in parallel(
-        delayed(_evaluate_candidate)(Z_train, Z_valid, log_jacobian, options) for options in grid
+    # The biggest candidates start first, so no core idles at the end waiting on K = 10.
+    order = sorted(range(len(grid)), key=lambda i: -grid[i]["components"])
+    parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+    done: dict[int, tuple[Candidate, Any]] = {}
+    for index, result in parallel(
+        delayed(_indexed)(i, Z_train, Z_valid, log_jacobian, grid[i]) for i in order
     ):
         if on_candidate is not None:
             on_candidate(result[0])
-        results.append(result)
-    return results
+        done[index] = result
+    return [done[i] for i in range(len(grid))]
+
+
+def _indexed(
+    index: int,
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    log_jacobian: float,
+    options: dict[str, Any],
+) -> tuple[int, tuple[Candidate, Any]]:
+    return index, _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
 
 
 # ----------------------------------------------------------------------------- bandwidth
