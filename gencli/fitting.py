@@ -11,6 +11,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -138,9 +139,8 @@ def fit(
     else:
         settings = {"bandwidth": bandwidth, "kernel": kernel, "folds": folds}
     try:
-        outcome = _fit_family(
-            model, Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, jobs, on_candidate
-        )
+        rows = _Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
+        outcome = (_fit_gmm if model == "gmm" else _fit_kde)(rows, settings)
     except FitError as exc:
         raise FitError(f"{table.source}: {exc}") from None
     result = DensityModel(
@@ -221,38 +221,26 @@ def _validation_record(
     }
 
 
-def _fit_family(
-    model: str,
-    Z: np.ndarray,
-    Z_train: np.ndarray,
-    Z_valid: np.ndarray | None,
-    settings: dict[str, Any],
-    log_jacobian: float,
-    refit: bool,
-    seed: int | None,
-    jobs: int | None,
-    on_candidate: Listener | None,
-) -> dict[str, Any]:
-    if model == "gmm":
-        return _fit_gmm(
-            Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, jobs, on_candidate
-        )
-    return _fit_kde(Z, Z_train, Z_valid, settings, log_jacobian, refit, seed, on_candidate)
+@dataclass(frozen=True)
+class _Rows:
+    """What every family's fit needs: the rows, their split, and the run's settings."""
+
+    Z: np.ndarray
+    train: np.ndarray
+    valid: np.ndarray | None
+    log_jacobian: float
+    refit: bool
+    seed: int | None
+    jobs: int | None
+    on_candidate: Listener | None
 
 
-def _fit_gmm(
-    Z: np.ndarray,
-    Z_train: np.ndarray,
-    Z_valid: np.ndarray | None,
-    settings: dict[str, Any],
-    log_jacobian: float,
-    refit: bool,
-    seed: int | None,
-    jobs: int | None,
-    on_candidate: Listener | None,
-) -> dict[str, Any]:
+def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     from gencli.families import gmm
     from gencli.selection import parse_components, select_gmm
+
+    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
+    refit, seed, jobs, on_candidate = rows.refit, rows.seed, rows.jobs, rows.on_candidate
 
     try:
         ks = parse_components(settings["components"])
@@ -334,18 +322,12 @@ def _fit_gmm(
     }
 
 
-def _fit_kde(
-    Z: np.ndarray,
-    Z_train: np.ndarray,
-    Z_valid: np.ndarray | None,
-    settings: dict[str, Any],
-    log_jacobian: float,
-    refit: bool,
-    seed: int | None,
-    on_candidate: Listener | None,
-) -> dict[str, Any]:
+def _fit_kde(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     from gencli.families import kde
     from gencli.selection import select_bandwidth
+
+    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
+    refit, seed, on_candidate = rows.refit, rows.seed, rows.on_candidate
 
     kernel = settings["kernel"]
     bandwidth = settings["bandwidth"]
