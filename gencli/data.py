@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -147,7 +148,7 @@ def _read_raw(
     source: str | os.PathLike[str], fmt: str, name: str, stdin: IO[bytes] | None
 ) -> _RawTable:
     data = _open_bytes(source, name, stdin)
-    if not data.strip():
+    if re.search(rb"\S", data) is None:  # (data.strip() would copy a large file)
         raise DataError(f"{name}: is empty; it needs a table of numbers")
     if fmt == "npy":
         return _read_npy(data, name)

@@ -152,7 +152,11 @@ def fit(
         named_columns=table.named,
         estimator=outcome["estimator"],
     )
-    log_density = result.score_samples(X)
+    train_scores = outcome["train_log_density"]
+    if train_scores is not None and len(train_scores) == table.n_rows:
+        log_density = np.asarray(train_scores)  # the final fit's own rows: no second E-step
+    else:
+        log_density = result.score_samples(X)
     if not np.all(np.isfinite(log_density)):
         raise FitError(
             f"{table.source}: the fitted density is zero or infinite at some training rows; "
