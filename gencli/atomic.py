@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from gencli.errors import OutputError
+from gencli.errors import OutputError, raise_if_stopped
 
 
 def _umask() -> int:
@@ -43,6 +43,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
+            raise_if_stopped()  # a stop signal whose exception was swallowed must not publish
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

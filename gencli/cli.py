@@ -33,7 +33,7 @@ from gencli.cli_options import (
     seed_option,
 )
 from gencli.cli_report import evaluate, inspect
-from gencli.errors import GencliError
+from gencli.errors import GencliError, Stopped
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -51,8 +51,9 @@ class Terminated(Interrupted):
     exit_code = EXIT_SIGTERM
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is so that cleanup code runs."""
+def one_line(message: str) -> str:
+    """Messages quote library errors and names that may hold newlines: keep them one line."""
+    return " ".join(message.split())
 
 
 class GencliGroup(click.Group):
@@ -64,10 +65,10 @@ class GencliGroup(click.Group):
         except GencliError as exc:
             if ctx.meta.get("gencli.debug"):
                 raise
-            raise click.ClickException(str(exc)) from None
-        except _Terminated:
-            raise Terminated("terminated; no output file was written") from None
-        except KeyboardInterrupt:
+            raise click.ClickException(one_line(str(exc))) from None
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Stopped) and exc.signum == signal.SIGTERM:
+                raise Terminated("terminated; no output file was written") from None
             raise Interrupted("interrupted; no output file was written") from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise  # click stops quietly on a closed pipe (`gencli sample ... | head`)
@@ -75,7 +76,9 @@ class GencliGroup(click.Group):
             if ctx.meta.get("gencli.debug"):
                 raise
             raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it"
+                one_line(
+                    f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it"
+                )
             ) from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
@@ -561,14 +564,18 @@ def sample(
         _say(f"wrote {result['rows']} rows to {output}", quiet)
 
 
-def _on_sigterm(_signum: int, _frame: Any) -> None:
-    raise _Terminated()
+def _on_stop_signal(signum: int, _frame: Any) -> None:
+    from gencli import errors
+
+    errors.pending_signal = signum
+    raise Stopped(signum)
 
 
 def main() -> None:
     """Console entry point: SIGTERM unwinds like Ctrl-C so no partial file is left."""
     if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
     try:
         cli.main(prog_name="gencli")
     except KeyboardInterrupt:  # outside the error boundary: while parsing or rendering

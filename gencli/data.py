@@ -179,6 +179,10 @@ def _read_npy(data: bytes, name: str) -> _RawTable:
         )
     if array.dtype.names is not None:
         raise DataError(f"{name}: holds a structured array; save a plain 2-D numeric array")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(
+            f"{name}: holds an empty array of shape {array.shape}; it needs rows and columns"
+        )
     if array.dtype.kind not in "biuf":
         raise DataError(
             f"{name}: holds values of type {array.dtype}, not numbers; save a numeric array"
@@ -201,6 +205,9 @@ def _read_parquet(data: bytes, name: str) -> _RawTable:
         )
     try:
         arrow = pq.read_table(pa.BufferReader(data))
+        arrow.column_names  # noqa: B018 - names that are not UTF-8 fail here
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: has a column name that is not UTF-8; rename it") from exc
     except Exception as exc:
         raise DataError(f"{name}: is not a readable Parquet file ({exc}); check the file") from exc
     return _from_arrow(arrow, name, named=True)
@@ -276,6 +283,8 @@ def _read_delimited(data: bytes, name: str, delimiter: str) -> _RawTable:
     delimiter, has_header = _sniff(data, name, delimiter)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if not data.endswith(b"\n"):  # arrow cannot read a one-line file without a final newline
+        data += b"\n"
     read_options = pacsv.ReadOptions(autogenerate_column_names=not has_header)
     parse_options = pacsv.ParseOptions(delimiter=delimiter)
     convert_options = pacsv.ConvertOptions(
@@ -290,9 +299,14 @@ def _read_delimited(data: bytes, name: str, delimiter: str) -> _RawTable:
         )
     except pa.ArrowInvalid as exc:
         raise _explain_csv_error(exc, data, name, delimiter) from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: is not UTF-8 text ({exc.reason}); convert it to UTF-8") from exc
     if not has_header:
         arrow = arrow.rename_columns(default_names(arrow.num_columns))
-    return _from_arrow(arrow, name, named=has_header)
+    try:
+        return _from_arrow(arrow, name, named=has_header)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: is not UTF-8 text ({exc.reason}); convert it to UTF-8") from exc
 
 
 def _explain_csv_error(exc: Exception, data: bytes, name: str, delimiter: str) -> DataError:
@@ -301,18 +315,28 @@ def _explain_csv_error(exc: Exception, data: bytes, name: str, delimiter: str) -
     if "Expected" in message and "columns, got" in message:
         text = data.decode("utf-8", errors="replace")
         expected = None
-        for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1):
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if expected is None:
-                expected = len(row)
-            elif len(row) != expected:
-                return DataError(
-                    f"{name}: line {number} has {len(row)} fields but the first row has "
-                    f"{expected}; fix or remove that row"
-                )
+        limit = csv.field_size_limit(sys.maxsize)  # fields of any length, as arrow allows
+        try:
+            rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            for number, row in enumerate(rows, 1):
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if expected is None:
+                    expected = len(row)
+                elif len(row) != expected:
+                    return DataError(
+                        f"{name}: line {number} has {len(row)} fields but the first row has "
+                        f"{expected}; fix or remove that row"
+                    )
+        except csv.Error:
+            pass  # fall through to arrow's own description
+        finally:
+            csv.field_size_limit(limit)
     if "Empty CSV file" in message:
-        return DataError(f"{name}: is empty; it needs a table of numbers")
+        return DataError(
+            f'{name}: no table could be read from it: does its first line open a quote (") '
+            "that never closes? Check the file"
+        )
     detail = message.replace("CSV parse error: ", "").replace("CSV conversion error", "cannot read")
     return DataError(f"{name}: cannot be read as a table: {detail}; check the file")
 

@@ -9,6 +9,10 @@ what to do.
 class GencliError(Exception):
     """A problem the user can fix; its message is shown as one line."""
 
+    def __init__(self, message: object = "") -> None:
+        # Messages quote library errors and names that may hold newlines: keep one line.
+        super().__init__(" ".join(str(message).split()))
+
 
 class DataError(GencliError):
     """The input data cannot be read, or cannot be used as it is."""
@@ -24,3 +28,22 @@ class FitError(GencliError):
 
 class OutputError(GencliError):
     """An output file cannot be written."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; raised where the process is so that cleanup code runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# The last stop signal, kept because an exception raised inside some callbacks (import
+# locks, weakref finalizers) is printed and dropped; long loops check this between chunks.
+pending_signal: int | None = None
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Stopped` if a stop signal arrived but its exception was swallowed."""
+    if pending_signal is not None:
+        raise Stopped(pending_signal)

@@ -29,8 +29,13 @@ MIN_HELDOUT_ROWS = 1
 
 
 def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    shift = X.mean(axis=0)
-    scale = X.std(axis=0)
+    # Divide by each column's largest magnitude first: the variance of values near 1e300
+    # overflows and that of values near 1e-300 underflows.
+    magnitude = np.abs(X).max(axis=0)
+    magnitude[~(magnitude > 0)] = 1.0
+    unit = X / magnitude
+    shift = unit.mean(axis=0) * magnitude
+    scale = unit.std(axis=0) * magnitude
     constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
     if constant:
         quoted = ", ".join(f"'{c}'" for c in constant[:10])

@@ -169,6 +169,7 @@ def score_file(
             )
         for chunk in finite_chunks(stream):
             log_density = model.score_samples(chunk[:, picks], mode=mode)
+            _require_representable(log_density, model, stream.source, rows)
             flags = None
             if threshold is not None:
                 flags = {"outlier": log_density < threshold}
@@ -197,6 +198,27 @@ def score_file(
         "mode": mode if model.family == "kde" else None,
         "output": None if output is None else str(output),
     }
+
+
+def _require_representable(
+    log_density: np.ndarray, model: DensityModel, source: str, offset: int
+) -> None:
+    """No NaN or infinity reaches a score, except -inf where a compact kernel's density is
+    truly zero."""
+    bad = ~np.isfinite(log_density)
+    if model.family == "kde" and model.params["kernel"] in (
+        "tophat",
+        "epanechnikov",
+        "linear",
+        "cosine",
+    ):
+        bad &= ~np.isneginf(log_density)
+    if np.any(bad):
+        row = offset + int(np.flatnonzero(bad)[0]) + 1
+        raise DataError(
+            f"{source}: row {row} is so far from the training data that its log-density is "
+            "beyond what a float can hold; check that row"
+        )
 
 
 def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:

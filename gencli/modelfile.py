@@ -57,7 +57,7 @@ class _Refused(Exception):
 
 def to_plain(model: DensityModel) -> dict[str, Any]:
     """The model as the plain dictionary a model file holds."""
-    return {
+    plain = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "family": model.family,
@@ -71,6 +71,7 @@ def to_plain(model: DensityModel) -> dict[str, Any]:
         "named_columns": bool(model.named_columns),
         "metadata": copy.deepcopy(model.metadata),
     }
+    return dict(_builtin(plain))
 
 
 def dumps(model: DensityModel) -> bytes:
@@ -87,16 +88,21 @@ def save(model: DensityModel, path: str | os.PathLike[str]) -> None:
         handle.write(payload)
 
 
-def _check_plain(value: Any, where: str) -> None:
+MAX_DEPTH = 32  # a gencli model file nests five levels deep; anything far deeper is junk
+
+
+def _check_plain(value: Any, where: str, depth: int = 0) -> None:
     """Refuse anything but builtins and numeric numpy arrays (both when saving and loading)."""
+    if depth > MAX_DEPTH:
+        raise ModelFileError(f"{where} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ModelFileError(f"{where} has a non-string key {key!r}")
-            _check_plain(item, f"{where}.{key}")
+            _check_plain(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
+            _check_plain(item, f"{where}[{i}]", depth + 1)
     elif isinstance(value, np.ndarray):
         kind = value.dtype
         # A tampered dtype state can claim to hold objects while its kind says float:
@@ -109,8 +115,32 @@ def _check_plain(value: Any, where: str) -> None:
             or kind.itemsize != np.dtype(kind.str).itemsize
         ):
             raise ModelFileError(f"{where} is an array of {kind}, not plain numbers")
-    elif not isinstance(value, _PLAIN_SCALARS):
+    elif not isinstance(value, _PLAIN_SCALARS) or (
+        isinstance(value, (int, float)) and type(value) not in (int, float, bool)
+    ):
         raise ModelFileError(f"{where} holds a {type(value).__name__}, not plain data")
+
+
+def _builtin(value: Any) -> Any:
+    """numpy scalars as the Python numbers they are, so that saved files load (the
+    allowlist has no numpy scalar type)."""
+    if isinstance(value, dict):
+        return {key: _builtin(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_builtin(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_memo(payload: bytes) -> None:
+    """Refuse memo indices that run ahead of the pickle: the C unpickler would allocate a
+    memo that large (a 10-byte file can ask for gigabytes). Read without executing."""
+    import pickletools
+
+    for seen, (opcode, argument, _) in enumerate(pickletools.genops(payload), 1):
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(argument or 0) > seen:
+            raise pickle.UnpicklingError(f"memo index {argument} runs ahead of the pickle")
 
 
 def loads(payload: bytes, name: str = "<bytes>") -> DensityModel:
@@ -123,6 +153,7 @@ def loads(payload: bytes, name: str = "<bytes>") -> DensityModel:
             "pass a model written by `gencli fit`"
         )
     try:
+        _check_memo(payload)
         plain = _AllowlistUnpickler(io.BytesIO(payload)).load()
     except _Refused as exc:
         raise ModelFileError(
@@ -137,7 +168,15 @@ def loads(payload: bytes, name: str = "<bytes>") -> DensityModel:
         raise ModelFileError(
             f"{name}: is not a readable gencli model file ({type(exc).__name__}); refit the model"
         ) from None
-    return from_plain(plain, name)
+    try:
+        return from_plain(plain, name)
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{name}: is not a valid gencli model file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); refit the model"
+        ) from None
 
 
 def load(path: str | os.PathLike[str]) -> DensityModel:

@@ -32,7 +32,7 @@ from gencli.data import (
     require_numeric,
     write_all,
 )
-from gencli.errors import DataError, OutputError
+from gencli.errors import DataError, OutputError, raise_if_stopped
 
 CHUNK_ROWS = 1 << 16
 _CSV_BLOCK_BYTES = 1 << 20  # larger blocks make arrow's reader hold ~200 MB (measured)
@@ -108,9 +108,20 @@ def _stream_delimited(
         raise DataError(f"{name}: is empty; it needs a table of numbers")
     delimiter, has_header = _sniff(head, name, delimiter)
     stream: Any
-    if raw is stdin or raw is sys.stdin.buffer:
-        if head.startswith(b"\xef\xbb\xbf"):
-            head = head[3:]
+    is_stdin = raw is stdin or raw is sys.stdin.buffer
+    at_end = False
+    if len(head) < (1 << 16):
+        more = raw.read(1)
+        at_end = not more
+        head += more
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if at_end:
+        # All of it is in hand. (Arrow cannot read a one-line file without a final newline.)
+        if not is_stdin:
+            raw.close()
+        stream = pa.BufferReader(head if head.endswith(b"\n") else head + b"\n")
+    elif is_stdin:
         stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=1 << 20)
     else:
         raw.close()
@@ -280,6 +291,7 @@ class TableWriter:
 
     def write(self, values: np.ndarray, flags: Mapping[str, np.ndarray] | None = None) -> None:
         """Append rows (and their boolean flag columns)."""
+        raise_if_stopped()
         assert self._handle is not None
         values = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
         flags = flags or {}
@@ -329,6 +341,7 @@ class TableWriter:
             self._stack.__exit__(kind, error, trace)
 
     def _finish(self) -> None:
+        raise_if_stopped()
         handle = self._handle
         assert handle is not None
         if self.rows == 0:  # still a valid, empty table with its header

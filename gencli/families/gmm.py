@@ -345,17 +345,17 @@ def log_density(
     log_prob = np.empty((Z.shape[0], k))
     full = params["covariance_type"] in ("full", "tied")
     for j in range(k):
-        if full:
-            y = Z @ prec[j] - means[j] @ prec[j]
-            maha = np.einsum("ij,ij->i", y, y)
-        else:
-            y = (Z - means[j]) * prec[j]
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = Z @ prec[j] - means[j] @ prec[j] if full else (Z - means[j]) * prec[j]
             maha = np.einsum("ij,ij->i", y, y)
         log_prob[:, j] = -0.5 * (d * np.log(2 * np.pi) + maha) + log_det[j]
     with np.errstate(divide="ignore"):
         log_prob += np.log(weights)
     top = log_prob.max(axis=1)
-    return top + np.log(np.sum(np.exp(log_prob - top[:, None]), axis=1))
+    safe = np.where(np.isfinite(top), top, 0.0)  # a row beyond every component: -inf, not nan
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        total = np.sum(np.exp(log_prob - safe[:, None]), axis=1)
+        return np.where(np.isfinite(top), safe + np.log(total), -np.inf)
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

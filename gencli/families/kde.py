@@ -123,6 +123,11 @@ def fit(
     Z: np.ndarray, *, bandwidth: float | str = "scott", kernel: str = "gaussian"
 ) -> dict[str, Any]:
     """A kernel density is its training points, kernel and bandwidth: return those."""
+    if np.abs(Z).max() > 1e100:
+        raise FitError(
+            "values beyond 1e100 in the fitting space; fit with standardizing on "
+            "(drop --no-standardize) or rescale the data"
+        )
     value, rule = choose_bandwidth(Z, bandwidth, kernel)
     return {
         "kernel": kernel,
@@ -160,16 +165,19 @@ def check_params(params: dict[str, Any]) -> None:
     if kernel not in KERNELS:
         raise ModelFileError(f"unknown kernel {kernel!r} in the model file")
     bandwidth = params.get("bandwidth")
-    if not isinstance(bandwidth, float) or not (bandwidth > 0 and math.isfinite(bandwidth)):
-        raise ModelFileError(f"the bandwidth in the model file is not positive: {bandwidth}")
+    if not isinstance(bandwidth, float) or not (1e-100 < bandwidth < 1e100):
+        raise ModelFileError(f"the bandwidth in the model file is not sensible: {bandwidth}")
     points = params.get("points")
     if (
         not isinstance(points, np.ndarray)
         or points.ndim != 2
         or points.shape[0] < 1
         or not np.all(np.isfinite(points))
+        or np.abs(points).max() > 1e100
     ):
-        raise ModelFileError("the training points in the model file are not a finite 2-D array")
+        raise ModelFileError(
+            "the training points in the model file are not a finite 2-D array of sensible size"
+        )
 
 
 def from_params(params: dict[str, Any]) -> Any:

@@ -97,9 +97,11 @@ def exact_log_density(
 
     def run(start: int) -> None:
         q = Q[start : start + block]
-        u2 = np.einsum("ij,ij->i", q, q)[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
-        np.maximum(u2, 0.0, out=u2)
-        u2 *= scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            u2 = np.einsum("ij,ij->i", q, q)[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
+            u2 = np.where(np.isnan(u2), np.inf, u2)  # inf - inf: the row is infinitely far
+            np.maximum(u2, 0.0, out=u2)
+            u2 *= scale
         out[start : start + block] = _log_sums_from_u2(kernel, u2)
 
     starts = range(0, Q.shape[0], block)
@@ -337,4 +339,6 @@ def log_density(
         return exact_log_density(points, Z, kernel, bandwidth)
     if mode == "approx":
         return approx_log_density(points, Z, kernel, bandwidth, cache=cache)
+    if not np.all(np.abs(Z) < 1e150):  # the tree's distances would overflow
+        return exact_log_density(points, Z, kernel, bandwidth)
     return fast_log_density(points, Z, kernel, bandwidth, cache=cache)
