@@ -293,7 +293,9 @@ class TableWriter:
         """Append rows (and their boolean flag columns)."""
         raise_if_stopped()
         assert self._handle is not None
-        values = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values.reshape(-1, 1)
         flags = flags or {}
         if self.fmt in ("csv", "tsv"):
             write_all(self._handle, self._csv(values, flags, header=self.rows == 0))

@@ -3,6 +3,8 @@ KDE evaluation modes within their stated tolerances."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,16 @@ def test_score_modes_through_the_cli(tmp_path) -> None:
     assert np.max(np.abs(np.expm1(outputs["--approx"] - outputs["--exact"]))) <= 1e-3
     both = runner.invoke(cli, ["score", "model.pkl", "t.csv", "--exact", "--approx"])
     assert both.exit_code == 2
+
+
+@pytest.mark.parametrize("extension", ["csv", "tsv", "npy", "parquet"])
+def test_sampling_zero_rows_writes_an_empty_table(gmm_model, extension) -> None:
+    result = CliRunner().invoke(cli, ["sample", "model.pkl", "-n", "0", "-o", f"z.{extension}"])
+    assert result.exit_code == 0, result.output
+    if extension == "npy":
+        assert np.load("z.npy").shape == (0, 2)
+    elif extension == "parquet":
+        assert list(pd.read_parquet("z.parquet").columns) == ["a", "b"]
+    else:
+        expected = "a\tb\n" if extension == "tsv" else "a,b\n"
+        assert Path(f"z.{extension}").read_text() == expected
