@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from helpers import snapshot
 
 import gencli
 from gencli.cli import cli
@@ -39,18 +40,6 @@ def _in_tmp(tmp_path, monkeypatch):
 def csv_text(columns: list[str], values: np.ndarray) -> str:
     rows = "".join(",".join(repr(v) for v in row) + "\n" for row in values.tolist())
     return ",".join(columns) + "\n" + rows
-
-
-def snapshot(folder: Path = Path(".")) -> dict[str, bytes | None]:
-    """Every file (bytes) and folder (None) under ``folder``, by relative path."""
-    found: dict[str, bytes | None] = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), folder)] = None
-        for name in files:
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, folder)] = Path(path).read_bytes()
-    return found
 
 
 def invoke(*args: str, input: bytes | None = None) -> Result:

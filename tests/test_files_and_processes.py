@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from click.testing import CliRunner, Result
+from helpers import snapshot
 
 import gencli
 from gencli.cli import cli
@@ -41,18 +42,6 @@ WAIT = 60  # seconds any one process may take to finish after it is signalled
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def snapshot(folder: Path = Path(".")) -> dict[str, bytes | None]:
-    """Every file (its bytes) and folder (None) under ``folder``, by relative path."""
-    found: dict[str, bytes | None] = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(root, name), folder)] = None
-        for name in files:
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, folder)] = Path(path).read_bytes()
-    return found
 
 
 def temporary_files(folder: Path) -> list[str]:
