@@ -231,8 +231,8 @@ def _gencli_fitter(X: np.ndarray, model: str, seed: int) -> DensityLike:
     import gencli
 
     if model == "kde":
-        return gencli.fit(X, model="kde", bandwidth="scott", seed=seed)
-    return gencli.fit(X, model="gmm", components=1, covariance="full", seed=seed)
+        return gencli.fit(X, model="kde", bandwidth="scott", validation=0.0, seed=seed)
+    return gencli.fit(X, model="gmm", components=1, covariance="full", validation=0.0, seed=seed)
 
 
 def _mc_norms(d: int, samples: int, rng: np.random.Generator) -> dict[str, float]:
