@@ -99,17 +99,13 @@ def seed_option(default: int | None, help: str) -> Callable[[F], F]:
 def _split_columns(
     _ctx: click.Context, param: click.Parameter, value: str | None
 ) -> list[str] | None:
-    if value is None:
-        return None
-    names = [name.strip() for name in value.split(",")]
-    if any(not name for name in names):
-        raise click.BadParameter(
-            f"'{value}' has an empty name; separate names with commas", param=param
-        )
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise click.BadParameter(f"'{value}' names {', '.join(repeated)} twice", param=param)
-    return names
+    from gencli.data import parse_columns
+    from gencli.errors import DataError
+
+    try:
+        return parse_columns(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
 def columns_option(func: F) -> F:

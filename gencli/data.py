@@ -14,11 +14,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from gencli.atomic import atomic_write
 from gencli.errors import DataError, OutputError
 
 if TYPE_CHECKING:
@@ -269,7 +268,7 @@ def _is_quoted(piece: str) -> bool:
 
 def _quoted_header(text: str, delimiter: str) -> bool:
     """A first row of quoted fields over unquoted rows is a header of number-like names,
-    as :func:`write_table` writes for columns named "0", "1", ..."""
+    as gencli writes for columns named "0", "1", ..."""
     lines = [line for line in text.splitlines()[:3] if line.strip()]
     if len(lines) < 2:
         return False
@@ -522,31 +521,6 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
 # ----------------------------------------------------------------------------- writing
 
 
-def _csv_bytes(
-    values: np.ndarray,
-    columns: Sequence[str],
-    delimiter: str,
-    header: bool,
-    flags: Mapping[str, np.ndarray] | None = None,
-) -> bytes:
-    """Render values as CSV with the shortest text that reads back to the same float;
-    boolean ``flags`` columns follow as true/false."""
-    out = io.StringIO()
-    # Number-like names are quoted so that the header is still read as a header.
-    quoting: Literal[0, 1] = (
-        csv.QUOTE_ALL if any(map(_looks_numeric, columns)) else csv.QUOTE_MINIMAL
-    )
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=quoting)
-    flags = flags or {}
-    if header:
-        writer.writerow([*columns, *flags])
-    flag_text = [np.where(np.asarray(f, dtype=bool), "true", "false") for f in flags.values()]
-    for i, row in enumerate(values.tolist()):
-        out.write(delimiter.join([*map(repr, row), *(text[i] for text in flag_text)]))
-        out.write("\n")
-    return out.getvalue().encode("utf-8")
-
-
 def write_all(stream: IO[bytes], payload: bytes) -> None:
     """Write every byte: a buffered write to a pipe may stop short when the reader closes,
     and the next write then raises BrokenPipeError instead of losing data silently."""
@@ -567,52 +541,15 @@ def write_table(
     stdout: IO[bytes] | None = None,
     flags: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a table atomically to ``path`` (format by extension), or CSV to stdout for '-'.
+    """Write a whole table atomically to ``path`` (format by extension), or CSV to stdout
+    for '-'; ``flags`` are boolean columns after the numbers. See
+    :class:`gencli.streams.TableWriter`, which this writes through."""
+    from gencli.streams import TableWriter
 
-    ``flags`` are boolean columns written after the numbers (true/false in CSV, bool in
-    Parquet, 0/1 in NPY, whose arrays hold one type).
-    """
     values = np.asarray(values)
-    if values.ndim == 1:
-        values = values.reshape(-1, 1)
-    if str(path) == "-":
-        stream = stdout if stdout is not None else sys.stdout.buffer
-        write_all(stream, _csv_bytes(values, columns, ",", header=True, flags=flags))
-        stream.flush()
-        return
-    try:
-        fmt = format_for(path, format)
-    except DataError as exc:
-        raise OutputError(str(exc)) from exc
-    with atomic_write(path) as handle:
-        _write_format(handle, values, columns, fmt, flags or {})
-
-
-def _write_format(
-    handle: IO[bytes],
-    values: np.ndarray,
-    columns: Sequence[str],
-    fmt: str,
-    flags: Mapping[str, np.ndarray],
-) -> None:
-    if fmt in ("csv", "tsv"):
-        delimiter = "\t" if fmt == "tsv" else ","
-        handle.write(_csv_bytes(values, columns, delimiter, header=True, flags=flags))
-    elif fmt == "npy":
-        extra = [np.asarray(f, dtype=np.float64).reshape(-1, 1) for f in flags.values()]
-        np.save(handle, np.ascontiguousarray(np.hstack([values, *extra])))
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
-        arrays += [pa.array(np.asarray(f, dtype=bool)) for f in flags.values()]
-        pq.write_table(pa.table(arrays, names=[*columns, *flags]), handle)
-
-
-def is_stdio(path: str | os.PathLike[str] | None) -> bool:
-    """Whether a path argument means standard input/output."""
-    return path is not None and str(path) == "-"
+    flags = flags or {}
+    with TableWriter(path, columns, list(flags), format=format, stdout=stdout) as writer:
+        writer.write(values, flags)
 
 
 __all__ = [

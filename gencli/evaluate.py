@@ -118,14 +118,7 @@ def _as_rows(model: DensityModel, X_real: Any) -> np.ndarray:
     ):
         X = model.align(as_table(X_real)).values
     else:
-        X = np.asarray(X_real, dtype=np.float64)
-        if X.ndim == 1:
-            X = X.reshape(-1, 1) if model.n_features == 1 else X.reshape(1, -1)
-    if X.ndim != 2 or X.shape[1] != model.n_features:
-        raise DataError(
-            f"expected {model.n_features} columns ({', '.join(model.columns)}) but got "
-            f"{X.shape[1] if X.ndim == 2 else X.shape}"
-        )
+        X = model.check_width(X_real)
     if not np.all(np.isfinite(X)):
         raise DataError("the rows to evaluate hold missing or infinite values; remove them")
     return np.ascontiguousarray(X, dtype=np.float64)

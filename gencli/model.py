@@ -88,7 +88,8 @@ class DensityModel:
     def _to_z(self, X: np.ndarray) -> np.ndarray:
         return (X - self.shift) / self.scale
 
-    def _check_width(self, X: np.ndarray) -> np.ndarray:
+    def check_width(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as a float 2-D array with the model's number of columns, or a DataError."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X.reshape(-1, 1) if self.n_features == 1 else X.reshape(1, -1)
@@ -111,7 +112,7 @@ class DensityModel:
             raise ValueError(f"mode must be one of {SCORE_MODES}, got {mode!r}")
         if hasattr(X, "columns") and not isinstance(X, np.ndarray):
             X = self.align(as_table(X)).values
-        X = self._check_width(X)
+        X = self.check_width(X)
         family = family_module(self.family)
         log_density = family.log_density(self.params, self._to_z(X), mode=mode, cache=self._cache)
         return np.asarray(log_density) + self.log_jacobian

@@ -183,31 +183,6 @@ def to_params(estimator: Any) -> dict[str, Any]:
     }
 
 
-def _cholesky(matrix: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.cholesky(matrix)
-    except np.linalg.LinAlgError as exc:
-        raise ModelFileError("a covariance in the model file is not positive definite") from exc
-
-
-def _precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
-    """The Cholesky factor of each precision matrix, as scikit-learn stores it."""
-    from scipy.linalg import solve_triangular
-
-    if covariance_type in ("diag", "spherical"):
-        if np.any(covariances <= 0):
-            raise ModelFileError("a variance in the model file is not positive")
-        return 1.0 / np.sqrt(covariances)
-    if covariance_type == "tied":
-        chol = _cholesky(covariances)
-        return solve_triangular(chol, np.eye(len(chol)), lower=True).T
-    result = np.empty_like(covariances)
-    for k, cov in enumerate(covariances):
-        chol = _cholesky(cov)
-        result[k] = solve_triangular(chol, np.eye(len(chol)), lower=True).T
-    return result
-
-
 def from_params(params: dict[str, Any]) -> Any:
     """Rebuild a fitted GaussianMixture from :func:`to_params` output, without refitting."""
     from sklearn.mixture import GaussianMixture
@@ -227,7 +202,9 @@ def from_params(params: dict[str, Any]) -> Any:
         tol=params.get("tol", 1e-3),
         reg_covar=params.get("reg_covar", 1e-6),
     )
-    prec_chol = _precision_cholesky(covariances, covariance_type)
+    prec_chol, _ = _precisions(params)
+    if covariance_type == "tied":
+        prec_chol = prec_chol[0]
     estimator.weights_ = weights
     estimator.means_ = means
     estimator.covariances_ = covariances
