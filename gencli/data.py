@@ -366,12 +366,36 @@ def _is_number_type(pa: Any, kind: Any) -> bool:
     )
 
 
+def column_names(names: Sequence[str], name: str, *, named: bool) -> list[str]:
+    """The table's column names, made unique, or an error for a table without columns."""
+    columns = _unique_names(list(names)) if named else list(names)
+    if not columns:
+        raise DataError(f"{name}: has no columns; it needs a table of numbers")
+    return columns
+
+
+def _float_values(column: Any, out: np.ndarray) -> None:
+    """Copy a float64 arrow column into ``out``, without going through pandas.
+
+    pyarrow's ``to_numpy`` imports pandas (0.2 s) on first use; a float column without
+    missing values is just a buffer of doubles, so it is read as one.
+    """
+    start = 0
+    for chunk in column.chunks:
+        size = len(chunk)
+        if chunk.null_count == 0:
+            out[start : start + size] = np.frombuffer(
+                chunk.buffers()[1], dtype=np.float64, count=size, offset=chunk.offset * 8
+            )
+        else:
+            out[start : start + size] = chunk.to_numpy(zero_copy_only=False)
+        start += size
+
+
 def _from_arrow(arrow: pa.Table, name: str, *, named: bool, empty_ok: bool = False) -> _RawTable:
     import pyarrow as pa
 
-    columns = _unique_names(arrow.column_names) if named else list(arrow.column_names)
-    if not columns:
-        raise DataError(f"{name}: has no columns; it needs a table of numbers")
+    columns = column_names(arrow.column_names, name, named=named)
     if arrow.num_rows == 0 and not empty_ok:
         raise DataError(f"{name}: has a header but no data rows; add rows of numbers")
     values = np.empty((arrow.num_rows, arrow.num_columns), dtype=np.float64)
@@ -379,12 +403,13 @@ def _from_arrow(arrow: pa.Table, name: str, *, named: bool, empty_ok: bool = Fal
     for j, column in enumerate(arrow.columns):
         kind = column.type
         if _is_number_type(pa, kind):
-            column = column.cast(pa.float64(), safe=False)  # ints above 2**53: nearest float
+            if kind != pa.float64():  # a cast loads pyarrow.compute: 30 ms, so only if needed
+                column = column.cast(pa.float64(), safe=False)  # ints above 2**53: nearest
         else:
             non_numeric.append(columns[j])
             values[:, j] = np.nan
             continue
-        values[:, j] = column.to_numpy(zero_copy_only=False)
+        _float_values(column, values[:, j])
     return _RawTable(
         values=values, columns=columns, named=named, source=name, non_numeric=tuple(non_numeric)
     )

@@ -25,6 +25,7 @@ from gencli.data import (
     _explain_csv_error,
     _from_arrow,
     _sniff,
+    column_names,
     default_names,
     format_for,
     read_table,
@@ -142,9 +143,7 @@ def _stream_delimited(
     except pa.ArrowInvalid as exc:
         raise _explain_csv_error(exc, head, name, delimiter) from exc
     names = list(reader.schema.names) if has_header else default_names(len(reader.schema))
-    first = _from_arrow(
-        pa.table([[]] * len(names), names=names), name, named=has_header, empty_ok=True
-    )
+    columns = column_names(names, name, named=has_header)
 
     def blocks() -> Iterator[np.ndarray]:
         try:
@@ -161,7 +160,7 @@ def _stream_delimited(
         finally:
             reader.close()
 
-    return TableStream(first.columns, has_header, name, blocks())
+    return TableStream(columns, has_header, name, blocks())
 
 
 def _stream_parquet(path: Path, name: str, chunk_rows: int) -> TableStream:
@@ -180,8 +179,8 @@ def _stream_parquet(path: Path, name: str, chunk_rows: int) -> TableStream:
             table = _from_arrow(pa.Table.from_batches([batch]), name, named=True)
             yield require_numeric(table).values
 
-    first = _from_arrow(handle.schema_arrow.empty_table(), name, named=True, empty_ok=True)
-    return TableStream(first.columns if names else [], True, name, blocks())
+    columns = column_names(names, name, named=True) if names else []
+    return TableStream(columns, True, name, blocks())
 
 
 def _stream_npy(path: Path, name: str, chunk_rows: int) -> TableStream:
@@ -238,6 +237,25 @@ def _shift_rows(message: str, offset: int) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
+
+
+def _arrow_table(values: np.ndarray, flags: Mapping[str, np.ndarray], names: list[str]) -> Any:
+    """An arrow table over float64 columns and boolean flags, built from raw buffers.
+
+    ``pa.array`` and ``pa.table`` import pandas (0.2 s) to check for pandas objects; a
+    column of doubles or a packed bitmap needs no such check.
+    """
+    import pyarrow as pa
+
+    n = values.shape[0]
+    arrays = [
+        pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values[:, j].copy())])
+        for j in range(values.shape[1])
+    ]
+    for flag in flags.values():
+        bits = np.packbits(np.asarray(flag, dtype=bool), bitorder="little")
+        arrays.append(pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bits)]))
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 class TableWriter:
@@ -309,12 +327,9 @@ class TableWriter:
         self.rows += values.shape[0]
 
     def _csv(self, values: np.ndarray, flags: Mapping[str, np.ndarray], header: bool) -> bytes:
-        import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
-        arrays += [pa.array(np.asarray(f, dtype=bool)) for f in flags.values()]
-        table = pa.table(arrays, names=[*self.columns, *flags])
+        table = _arrow_table(values, flags, [*self.columns, *flags])
         delimiter = "\t" if self.fmt == "tsv" else ","
         out = io.BytesIO()
         if header:  # written here: arrow would quote every name
@@ -325,12 +340,9 @@ class TableWriter:
         return out.getvalue()
 
     def _write_parquet(self, values: np.ndarray, flags: Mapping[str, np.ndarray]) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        arrays = [pa.array(values[:, j]) for j in range(values.shape[1])]
-        arrays += [pa.array(np.asarray(f, dtype=bool)) for f in flags.values()]
-        table = pa.table(arrays, names=[*self.columns, *flags])
+        table = _arrow_table(values, flags, [*self.columns, *flags])
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self._handle, table.schema)
         self._parquet.write_table(table)

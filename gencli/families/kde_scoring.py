@@ -7,10 +7,13 @@ the compact kernels a density of about e^-35 where no training point is in reach
 true density is 0), and normalizes the cosine kernel wrongly in even dimensions. So:
 
 - ``exact``: every kernel summed, in blocks (any kernel, any dimension).
-- ``fast`` (default): scipy's cKDTree finds, for each row, the training points within a
-  radius beyond which the kernels left out add at most ``FAST_RTOL`` (1e-6) of the
-  density — a bound that holds row by row, tails included; the compact kernels are
-  summed exactly. Both cores work. Rows in more than 12 dimensions use ``exact``.
+- ``fast`` (default): only the training points near each row are summed, and each row
+  carries a bound on what the points left out could add; a row whose bound exceeds
+  ``FAST_RTOL`` (1e-6) of its density is summed in full. The Gaussian kernel in 1-D and
+  2-D uses a grid of cells (no tree to build, dense blocks of kernels evaluated as
+  small matrix products); other kernels and dimensions up to 12 use scipy's cKDTree with
+  a per-row radius; compact kernels are summed exactly. Both cores work. Rows in more than
+  12 dimensions use ``exact``.
 - ``approx`` (Gaussian kernel, 1-D and 2-D): training points binned linearly on a grid,
   convolved with the kernel by FFT, and the log-density interpolated; rows where the
   binned density is too small to trust fall back to ``fast``. Relative error below 1e-3.
@@ -20,6 +23,7 @@ All functions work in the estimator's (standardized) space and return natural lo
 
 from __future__ import annotations
 
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +39,12 @@ _PAIRS_PER_CHUNK = 1 << 21
 # Above this share of all (row, point) pairs, the direct sum beats the tree (measured).
 DENSE_FRACTION = 0.15
 _SMALLEST_EXPONENT = -700.0
+# Cells per reach (the distance beyond which a point cannot matter) on each axis, by
+# dimension: smaller cells waste fewer pairs, more cells cost more Python (measured).
+_CELL_SPLIT = {1: 3, 2: 2}
+_CELL_BLOCK_ENTRIES = 1 << 17  # kernels per block: small enough to stay in cache
+_THREADED_ROWS = 4096  # fewer rows spread over sparse cells: threads cost more than they save
+_FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows in full wins
 BINS_PER_BANDWIDTH = 12.0
 MIN_KERNELS = 30.0  # exp() of anything lower is a subnormal: slow and useless
 
@@ -177,6 +187,149 @@ def fast_log_density(
     return out - log_normalizer(kernel, d, h, n)
 
 
+def _cell_layout(points: np.ndarray, side: float, cache: dict[str, Any] | None) -> Any:
+    """Training points sorted by grid cell (row-major key), with the grid's origin and shape."""
+    key = ("cells", side)
+    if cache is not None and cache.get("cells_key") == key:
+        return cache["cells"]
+    lo = points.min(axis=0)
+    shape = np.floor((points.max(axis=0) - lo) / side).astype(np.int64) + 1
+    strides = np.append(np.cumprod(shape[::-1])[:-1][::-1], 1).astype(np.int64)
+    cells = np.minimum(((points - lo) / side).astype(np.int64), shape - 1)
+    keys = cells @ strides
+    order = np.argsort(keys, kind="stable")
+    layout = (lo, shape, strides, points[order], keys[order])
+    if cache is not None:
+        cache["cells_key"] = key
+        cache["cells"] = layout
+    return layout
+
+
+def cell_log_sums(
+    points: np.ndarray,
+    Z: np.ndarray,
+    bandwidth: float,
+    *,
+    rtol: float = FAST_RTOL,
+    cache: dict[str, Any] | None = None,
+    workers: int = 2,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Gaussian kernel sums over each row's neighbouring grid cells (1-D and 2-D).
+
+    Returns the log of each row's sum (unnormalized) and a mask of the rows whose sum may
+    miss more than ``rtol`` of the density: every point outside a row's block of cells is
+    at least ``gap`` away, so together they add at most (n - k) exp(-gap^2 / 2h^2). Within
+    a cell, exp(-|q-p|^2/2h^2) = exp(-|q|^2/2h^2) exp(q.p/h^2) exp(-|p|^2/2h^2) in
+    coordinates centred on the cell, which keeps every factor far from overflow and turns
+    a block of kernels into one small matrix product. Returns None when the rows spread
+    over so many cells that a tree is cheaper.
+    """
+    n, d = points.shape
+    m = Z.shape[0]
+    split = _CELL_SPLIT[d]
+    h = bandwidth
+    reach = h * math.sqrt(2.0 * math.log(n / rtol))  # a point's kernel times n < rtol beyond
+    side = reach / split
+    lo, shape, strides, sorted_points, sorted_keys = _cell_layout(points, side, cache)
+    position = np.floor((Z - lo) / side)
+    near = np.all((position >= -split) & (position <= shape - 1 + split), axis=1)
+    rows_near = np.flatnonzero(near)
+    cells = position[rows_near].astype(np.int64)
+    wide = shape + 2 * split  # query cells may lie up to `split` cells outside the grid
+    query_keys = (cells + split) @ np.append(np.cumprod(wide[::-1])[:-1][::-1], 1)
+    order = np.argsort(query_keys, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(query_keys[order])) + 1) if order.size else []
+    if len(groups) > max(2048, m // 4):  # ~60 us a cell: past this a tree is cheaper
+        return None
+    inv_h2 = 1.0 / (h * h)
+    log_sums = np.full(m, -np.inf)
+    gaps = np.zeros(m)
+    counts = np.zeros(m)
+    offsets = [
+        np.array(o, dtype=np.int64)
+        for o in itertools.product(range(-split, split + 1), repeat=d - 1)
+    ]
+
+    def run(group: np.ndarray) -> None:
+        cell = cells[group[0]]
+        rows = rows_near[group]
+        first, last = np.maximum(cell - split, 0), np.minimum(cell + split, shape - 1)
+        pieces = []
+        for offset in offsets:  # every axis but the last; the last is one contiguous run
+            lead = cell[:-1] + offset
+            if np.any(lead < first[:-1]) or np.any(lead > last[:-1]):
+                continue
+            base = int(lead @ strides[:-1])
+            start, stop = np.searchsorted(sorted_keys, [base + first[-1], base + last[-1] + 1])
+            if stop > start:
+                pieces.append(sorted_points[start:stop])
+        rel = Z[rows] - (lo + (cell - split) * side)
+        below = np.where(cell - split > 0, rel, np.inf)
+        above = np.where(cell + split < shape - 1, (2 * split + 1) * side - rel, np.inf)
+        gaps[rows] = np.min(np.minimum(below, above), axis=1)
+        if not pieces:
+            counts[rows] = 0
+            return
+        centre = lo + (cell + 0.5) * side
+        near_points = (np.concatenate(pieces) if len(pieces) > 1 else pieces[0]) - centre
+        k = near_points.shape[0]
+        counts[rows] = k
+        log_weights = -0.5 * inv_h2 * np.einsum("ij,ij->i", near_points, near_points)
+        scaled = near_points.T * inv_h2
+        q = Z[rows] - centre
+        q_term = 0.5 * inv_h2 * np.einsum("ij,ij->i", q, q)
+        sums = np.empty(len(rows))
+        step = max(1, _CELL_BLOCK_ENTRIES // k)
+        for i in range(0, len(rows), step):
+            # Elementwise, not BLAS: each row's sum must not depend on which rows share
+            # its block, so that scoring in chunks gives the same bits as one call.
+            block = np.multiply.outer(q[i : i + step, 0], scaled[0])
+            block += log_weights
+            for j in range(1, d):
+                block += np.multiply.outer(q[i : i + step, j], scaled[j])
+            np.exp(block, out=block)
+            sums[i : i + step] = block.sum(axis=1)
+        with np.errstate(divide="ignore"):
+            log_sums[rows] = np.log(sums) - q_term
+
+    if workers > 1 and len(groups) > 1 and m >= _THREADED_ROWS:
+        with ThreadPoolExecutor(workers) as pool:  # numpy releases the GIL in these loops
+            list(pool.map(run, groups))
+    else:
+        for group in groups:
+            run(group)
+    with np.errstate(divide="ignore"):
+        left_out = np.log(n - counts) - 0.5 * inv_h2 * gaps**2
+    unsure = ~near | ~(left_out <= math.log(rtol) + log_sums)
+    return log_sums, unsure
+
+
+def default_log_density(
+    points: np.ndarray,
+    Z: np.ndarray,
+    kernel: str,
+    bandwidth: float,
+    *,
+    cache: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """The default mode: relative error at most FAST_RTOL, by the cheapest method that bounds it."""
+    n, d = points.shape
+    if Z.shape[0] == 0 or not np.all(np.abs(Z) < 1e150):  # distances would overflow
+        return exact_log_density(points, Z, kernel, bandwidth)
+    if kernel == "gaussian" and d in _CELL_SPLIT:
+        result = cell_log_sums(points, Z, bandwidth, cache=cache)
+        if result is not None:
+            log_sums, unsure = result
+            out = log_sums - log_normalizer(kernel, d, bandwidth, n)
+            left = np.flatnonzero(unsure)
+            if left.size * n > _FULL_SUM_PAIRS:  # many sparse rows: let the tree find theirs
+                out[left] = fast_log_density(points, Z[left], kernel, bandwidth, cache=cache)
+            elif left.size:
+                out[left] = exact_log_density(points, Z[left], kernel, bandwidth)
+            return out
+    return fast_log_density(points, Z, kernel, bandwidth, cache=cache)
+
+
 def _chunks(order: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
     """Consecutive groups of rows (in radius order) of about _PAIRS_PER_CHUNK pairs each."""
     cumulative = np.cumsum(counts + 1)
@@ -242,9 +395,9 @@ def approx_log_density(
     out = _interpolate(log_grid, position)
     unsure = ~(out > floor) | ~np.isfinite(out)
     if np.any(unsure):
-        out[unsure] = fast_log_density(points, Z[unsure], kernel, bandwidth, cache=cache) + (
-            log_normalizer(kernel, d, bandwidth, n)
-        )
+        out[unsure] = default_log_density(
+            points, Z[unsure], kernel, bandwidth, cache=cache
+        ) + log_normalizer(kernel, d, bandwidth, n)
     return out - log_normalizer(kernel, d, bandwidth, n)
 
 
@@ -274,11 +427,11 @@ def _binned_grid(
     # Linear binning smooths each point by a hat function of variance step^2 / 6 per axis;
     # a kernel narrower by that much undoes it to fourth order in step / h.
     width2 = np.maximum(h * h - step**2 / 6.0, (0.5 * h) ** 2)
-    axes = [np.arange(-k, k + 1) * s for k, s in zip(half, step, strict=True)]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    kernel = np.exp(-0.5 * sum(m**2 / w for m, w in zip(mesh, width2, strict=True)))
-    kernel *= math.prod(h / math.sqrt(w) for w in width2)
-    sums = _fft_convolve_same(counts, kernel)
+    sums = counts
+    for axis in range(d):  # the Gaussian is a product over axes: convolve one axis at a time
+        offsets = np.arange(-half[axis], half[axis] + 1) * step[axis]
+        kernel = np.exp(-0.5 * offsets**2 / width2[axis]) * (h / math.sqrt(width2[axis]))
+        sums = _fft_convolve_same(sums, kernel, axis)
     # Where fewer than MIN_KERNELS kernels' worth of mass makes up the sum, its log curves
     # too sharply between kernels for the grid: those rows go to the fast path instead.
     floor = math.log(MIN_KERNELS)
@@ -290,16 +443,34 @@ def _binned_grid(
     return result
 
 
-def _fft_convolve_same(grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``scipy.signal.fftconvolve(grid, kernel, mode="same")`` with numpy's FFT (scipy.signal
-    takes half a second to import, more than the whole binned evaluation)."""
-    shape = [g + k - 1 for g, k in zip(grid.shape, kernel.shape, strict=True)]
-    size = [int(2 ** math.ceil(math.log2(n))) for n in shape]
-    axes = list(range(grid.ndim))
-    product = np.fft.rfftn(grid, size, axes=axes) * np.fft.rfftn(kernel, size, axes=axes)
-    full = np.fft.irfftn(product, size, axes=axes)
-    start = [(k - 1) // 2 for k in kernel.shape]
-    return full[tuple(slice(a, a + g) for a, g in zip(start, grid.shape, strict=True))]
+def _fast_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: the FFT is fast at such sizes, with less padding than 2^a."""
+    best = 1 << max(0, math.ceil(math.log2(n)))
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            size = three
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            three *= 3
+        five *= 5
+    return best
+
+
+def _fft_convolve_same(grid: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.signal.fftconvolve(grid, kernel, mode="same")`` along one axis, with numpy's
+    FFT (scipy.signal takes half a second to import, more than the whole evaluation)."""
+    length = grid.shape[axis]
+    size = _fast_size(length + kernel.size - 1)
+    spectrum = np.fft.rfft(kernel, size)
+    shape = [1] * grid.ndim
+    shape[axis] = spectrum.size
+    product = np.fft.rfft(grid, size, axis=axis) * spectrum.reshape(shape)
+    full = np.fft.irfft(product, size, axis=axis)
+    start = (kernel.size - 1) // 2
+    return np.take(full, np.arange(start, start + length), axis=axis)
 
 
 def _interpolate(log_grid: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -339,6 +510,4 @@ def log_density(
         return exact_log_density(points, Z, kernel, bandwidth)
     if mode == "approx":
         return approx_log_density(points, Z, kernel, bandwidth, cache=cache)
-    if not np.all(np.abs(Z) < 1e150):  # the tree's distances would overflow
-        return exact_log_density(points, Z, kernel, bandwidth)
-    return fast_log_density(points, Z, kernel, bandwidth, cache=cache)
+    return default_log_density(points, Z, kernel, bandwidth, cache=cache)
