@@ -319,6 +319,8 @@ def test_non_numeric_column_left_out_by_columns_is_fine(tmp_path):
         (b"a,b\n1,inf\n3,4\n5,-inf\n", "b", "row 1, 3", 2),  # infinities
         (b"a,b\n\n1,2\n\n3,NaN\n", "b", "row 2", 1),  # blank lines are not rows
         (b"a,b\n1,2\n1e400,3\n", "a", "row 2", 1),  # overflows to inf
+        (b"a,b\n1,NA\n3,4\n5,null\n", "b", "row 1, 3", 2),  # spelled-out missing values
+        (b"a,b\n1,2\nN/A,4\n", "a", "row 2", 1),
     ],
 )
 def test_missing_values_named_with_rows(tmp_path, content, column, rows, n_bad):
