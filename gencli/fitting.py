@@ -29,13 +29,16 @@ MIN_HELDOUT_ROWS = 1
 
 
 def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    # Divide by each column's largest magnitude first: the variance of values near 1e300
-    # overflows and that of values near 1e-300 underflows.
-    magnitude = np.abs(X).max(axis=0)
+    magnitude = np.maximum(X.max(axis=0), -X.min(axis=0))
     magnitude[~(magnitude > 0)] = 1.0
-    unit = X / magnitude
-    shift = unit.mean(axis=0) * magnitude
-    scale = unit.std(axis=0) * magnitude
+    if np.all((magnitude > 1e-100) & (magnitude < 1e100)):
+        shift, scale = X.mean(axis=0), X.std(axis=0)
+    else:
+        # Divide by each column's largest magnitude first: the variance of values near
+        # 1e300 overflows and that of values near 1e-300 underflows.
+        unit = X / magnitude
+        shift = unit.mean(axis=0) * magnitude
+        scale = unit.std(axis=0) * magnitude
     constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
     if constant:
         quoted = ", ".join(f"'{c}'" for c in constant[:10])
@@ -122,7 +125,7 @@ def fit(
     Z = (X - shift) / scale
     log_jacobian = -float(np.sum(np.log(scale)))
     train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
-    Z_train = Z[train_rows]
+    Z_train = Z[train_rows] if valid_rows is not None else Z  # every row: no copy
     Z_valid = Z[valid_rows] if valid_rows is not None else None
     warnings: list[str] = []
     if validation > 0 and valid_rows is None:

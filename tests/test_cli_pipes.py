@@ -99,6 +99,33 @@ def test_scoring_a_csv_imports_neither_scikit_learn_nor_pandas_nor_scipy(tmp_pat
         assert len((tmp_path / "s.csv").read_text().splitlines()) == 51
 
 
+def test_fit_overlaps_importing_scikit_learn_and_leaves_pandas_out(tmp_path) -> None:
+    # scikit-learn is imported on a second thread while the data is read, without pandas
+    # (0.2 s), and the model is the same as a fit in a process that has pandas loaded.
+    rng = np.random.default_rng(1)
+    data = np.vstack([rng.normal(-2, 1, (300, 2)), rng.normal(3, 0.5, (300, 2))])
+    np.savetxt("train.csv", data, delimiter=",", header="x,y", comments="")
+    probe = (
+        "import sys, threading\n"
+        "from gencli.cli import cli\n"
+        "cli.main(['fit', 'train.csv', '-k', '2', '-o', 'cli.pkl', '-q'], standalone_mode=False)\n"
+        "print('SKLEARN', 'sklearn.mixture' in sys.modules)\n"
+        "print('PANDAS', 'pandas' in sys.modules, sys.modules.get('pandas', 0) is None)\n"
+        "print('THREADS', threading.active_count())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert "SKLEARN True" in lines
+    assert "PANDAS False False" in lines  # never imported, and not left blocked either
+    assert "THREADS 1" in lines
+    import gencli as api
+
+    expected = api.fit(pd.read_csv("train.csv"), components=2, seed=0)
+    got = api.load("cli.pkl")
+    np.testing.assert_array_equal(got.params["means"], expected.params["means"])
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "gencli"
     result = subprocess.run([str(script), "--version"], capture_output=True, timeout=60)
