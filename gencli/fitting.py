@@ -103,8 +103,8 @@ def fit(
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
-        jobs: parallel processes for the candidate search (None: all cores when the
-            search is big enough to repay starting them).
+        jobs: threads for the candidate search, each fitting one candidate on one core
+            (None or -1: one per core).
         on_candidate: called with each candidate's scores as it finishes.
 
     Returns:
@@ -249,10 +249,7 @@ class _Rows:
 
 def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     from gencli.families import gmm
-    from gencli.selection import parse_components, select_gmm
-
-    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
-    refit, seed, jobs, on_candidate = rows.refit, rows.seed, rows.jobs, rows.on_candidate
+    from gencli.selection import parse_components
 
     try:
         ks = parse_components(settings["components"])
@@ -262,8 +259,24 @@ def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
         list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
     )
     options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
-        "seed": seed
+        "seed": rows.seed
     }
+    with gmm.em_session():
+        return _fit_gmm_in_session(rows, settings, ks, covariances, options)
+
+
+def _fit_gmm_in_session(
+    rows: _Rows,
+    settings: dict[str, Any],
+    ks: list[int],
+    covariances: list[str],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    from gencli.families import gmm
+    from gencli.selection import select_gmm
+
+    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
+    refit, jobs, on_candidate = rows.refit, rows.jobs, rows.on_candidate
     selection = None
     if len(ks) * len(covariances) > 1:
         choice = select_gmm(

@@ -4,6 +4,7 @@ an independent computation written here."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,64 @@ def test_cli_shows_candidates_on_stderr_and_the_choice_in_the_summary(tmp_path) 
 def test_cli_rejects_a_bad_components_spec() -> None:
     result = CliRunner().invoke(cli, ["fit", "x.csv", "-k", "4..2"])
     assert result.exit_code == 2 and "runs backwards" in result.stderr
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+def test_candidates_on_threads_match_the_same_search_in_turn() -> None:
+    X = three_blobs(900, seed=5)
+    heard: list[int] = []
+    threaded = gencli.fit(
+        X,
+        components="1..8",
+        covariance="auto",
+        jobs=2,
+        on_candidate=lambda c: heard.append(c["components"]),
+    )
+    in_turn = gencli.fit(X, components="1..8", covariance="auto", jobs=1)
+    a, b = threaded.metadata["selection"]["candidates"], in_turn.metadata["selection"]["candidates"]
+    assert [(c["components"], c["covariance"]) for c in a] == [
+        (c["components"], c["covariance"]) for c in b
+    ]
+    for x, y in zip(a, b, strict=True):
+        assert x["bic"] == y["bic"] and x["iterations"] == y["iterations"], (x, y)
+    np.testing.assert_array_equal(threaded.params["means"], in_turn.params["means"])
+    assert heard == [c["components"] for c in b]  # reported in grid order, every one
+
+
+def test_a_search_leaves_thread_limits_and_warning_filters_as_it_found_them() -> None:
+    import warnings
+
+    import sklearn.mixture  # noqa: F401 - so its OpenMP library is in the picture
+    from threadpoolctl import ThreadpoolController
+
+    before = [lib["num_threads"] for lib in ThreadpoolController().info()]
+    filters = list(warnings.filters)
+    rng = np.random.default_rng(11)
+    X = rng.standard_t(3, size=(400, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gencli.fit(X, components="2..5", max_iter=2, tol=1e-12, jobs=2, validation=0.0)
+    # EM stopped short on every candidate, on worker threads: no warning got out
+    assert not [w for w in caught if "converge" in str(w.message).lower()]
+    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == before
+    assert list(warnings.filters) == filters
+
+
+def test_api_refuses_zero_jobs() -> None:
+    with pytest.raises(FitError, match="--jobs must be -1"):
+        gencli.fit(three_blobs(300), components="1..3", jobs=0)
+
+
+def test_cli_refuses_zero_jobs() -> None:
+    np.savetxt("blobs.csv", three_blobs(300), delimiter=",", header="x,y", comments="")
+    result = CliRunner().invoke(cli, ["fit", "blobs.csv", "-k", "1..3", "--jobs", "0"])
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert message.startswith(
+        "Error: Invalid value for '--jobs': 0 candidates at a time cannot run; "
+        "use -1 (one per core) or 1+"
+    )
+    assert not list(Path(".").glob("*.pkl"))
