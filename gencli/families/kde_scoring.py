@@ -245,21 +245,23 @@ def cell_log_sums(
     log_sums = np.full(m, -np.inf)
     gaps = np.zeros(m)
     counts = np.zeros(m)
-    offsets = [
-        np.array(o, dtype=np.int64)
-        for o in itertools.product(range(-split, split + 1), repeat=d - 1)
-    ]
+    offsets = list(itertools.product(range(-split, split + 1), repeat=d - 1))
+
+    shape_list, strides_list = shape.tolist(), strides.tolist()
 
     def run(group: np.ndarray) -> None:
         cell = cells[group[0]]
         rows = rows_near[group]
-        first, last = np.maximum(cell - split, 0), np.minimum(cell + split, shape - 1)
+        # Plain ints here: this runs once per cell, and numpy's per-call cost adds up.
+        at = cell.tolist()
+        first = [max(c - split, 0) for c in at]
+        last = [min(c + split, size - 1) for c, size in zip(at, shape_list, strict=True)]
         pieces = []
         for offset in offsets:  # every axis but the last; the last is one contiguous run
-            lead = cell[:-1] + offset
-            if np.any(lead < first[:-1]) or np.any(lead > last[:-1]):
+            lead = [c + o for c, o in zip(at, offset, strict=False)]
+            if any(not f <= x <= t for x, f, t in zip(lead, first, last, strict=False)):
                 continue
-            base = int(lead @ strides[:-1])
+            base = sum(x * stride for x, stride in zip(lead, strides_list, strict=False))
             start, stop = np.searchsorted(sorted_keys, [base + first[-1], base + last[-1] + 1])
             if stop > start:
                 pieces.append(sorted_points[start:stop])
@@ -414,15 +416,19 @@ def _binned_grid(
     max_bins = 1 << 16 if d == 1 else 1 << 11
     bins = np.minimum(np.ceil((hi - lo) / (h / BINS_PER_BANDWIDTH)).astype(int) + 1, max_bins)
     step = (hi - lo) / (bins - 1)
-    counts = np.zeros(tuple(bins))
     position = (points - lo) / step
     base = np.floor(position).astype(int)
     frac = position - base
-    for corner in range(1 << d):
+    strides = np.append(np.cumprod(bins[::-1])[:-1][::-1], 1)
+    indices, weights = [], []
+    for corner in range(1 << d):  # each point shares its weight among its grid cell's corners
         offsets = np.array([(corner >> j) & 1 for j in range(d)])
-        weight = np.prod(np.where(offsets == 1, frac, 1.0 - frac), axis=1)
-        index = np.minimum(base + offsets, bins - 1)
-        np.add.at(counts, tuple(index.T), weight)
+        weights.append(np.prod(np.where(offsets == 1, frac, 1.0 - frac), axis=1))
+        indices.append(np.minimum(base + offsets, bins - 1) @ strides)
+    size = int(np.prod(bins))
+    counts = np.bincount(
+        np.concatenate(indices), weights=np.concatenate(weights), minlength=size
+    ).reshape(tuple(bins))
     half = np.ceil(8 * h / step).astype(int)
     # Linear binning smooths each point by a hat function of variance step^2 / 6 per axis;
     # a kernel narrower by that much undoes it to fourth order in step / h.
@@ -470,7 +476,9 @@ def _fft_convolve_same(grid: np.ndarray, kernel: np.ndarray, axis: int) -> np.nd
     product = np.fft.rfft(grid, size, axis=axis) * spectrum.reshape(shape)
     full = np.fft.irfft(product, size, axis=axis)
     start = (kernel.size - 1) // 2
-    return np.take(full, np.arange(start, start + length), axis=axis)
+    window = [slice(None)] * grid.ndim
+    window[axis] = slice(start, start + length)
+    return full[tuple(window)]
 
 
 def _interpolate(log_grid: np.ndarray, position: np.ndarray) -> np.ndarray:
