@@ -46,7 +46,7 @@ def machine() -> dict[str, Any]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), cpu)
-    packages = ["gencli", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow", "joblib"]
+    packages = ["gencli", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow", "threadpoolctl"]
     versions = {}
     for name in packages:
         try:
