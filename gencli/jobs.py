@@ -22,7 +22,6 @@ import numpy as np
 
 from gencli.data import Table, format_for, read_table
 from gencli.errors import DataError, OutputError
-from gencli.fitting import bandwidth_in_data_units, fit
 from gencli.model import DensityModel
 from gencli.modelfile import load
 from gencli.streams import TableWriter, finite_chunks, stream_table
@@ -80,6 +79,8 @@ def fit_file(
     started = time.perf_counter()
     loader = _import_in_background("sklearn.mixture" if model == "gmm" else None, data, format)
     table = read_table(data, format=format, columns=columns, dropna=dropna, stdin=stdin)
+    from gencli.fitting import fit  # not at the top: score and sample never need it
+
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
     if loader is not None:
         loader.join()
@@ -137,6 +138,7 @@ def fit_record(
     fitted: DensityModel, table: Table, output: str | os.PathLike[str], seconds: float
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
+    from gencli.fitting import bandwidth_in_data_units
     meta = fitted.metadata
     X = table.values
     return {
