@@ -139,6 +139,7 @@ def fit_record(
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
     from gencli.fitting import bandwidth_in_data_units
+
     meta = fitted.metadata
     X = table.values
     return {

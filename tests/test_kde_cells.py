@@ -162,3 +162,15 @@ def test_any_small_problem_matches_a_direct_sum(
     finite = np.isfinite(reference)
     np.testing.assert_array_equal(np.isfinite(got), finite)
     assert rel_error(got[finite], reference[finite]) <= kde_scoring.FAST_RTOL
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("d", [1, 2])
+def test_a_bandwidth_far_below_the_data_scale_keeps_the_tolerance(mode: str, d: int) -> None:
+    # |q|^2 + |p|^2 - 2 q.p would lose 1e-5 of the density to cancellation here.
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(200, d)) * 3
+    h = 1e-5
+    queries = points[:50] + 6 * h  # six bandwidths from a training point
+    got = kde_scoring.log_density(points, queries, "gaussian", h, mode=mode)
+    assert rel_error(got, direct(points, queries, h)) <= kde_scoring.FAST_RTOL
