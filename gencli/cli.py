@@ -338,6 +338,7 @@ def fit(
             dropna=dropna,
             report=report,
             on_candidate=printer,
+            background_import=True,
             **settings,
         )
     if record["dropped_rows"]:

@@ -63,9 +63,13 @@ def fit_file(
     dropna: bool = False,
     report: str | os.PathLike[str] | None = None,
     stdin: IO[bytes] | None = None,
+    background_import: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Read ``data``, fit a density, save it to ``output`` (and a report); return the record.
+
+    ``background_import`` imports scikit-learn while the data is read (the command line
+    does; see :func:`_import_in_background`).
 
     The record is what the report holds: the data, the candidates and their scores, the
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
@@ -77,7 +81,8 @@ def fit_file(
 
         report_format(report)
     started = time.perf_counter()
-    loader = _import_in_background("sklearn.mixture" if model == "gmm" else None, data, format)
+    wanted = "sklearn.mixture" if model == "gmm" and background_import else None
+    loader = _import_in_background(wanted, data, format)
     table = read_table(data, format=format, columns=columns, dropna=dropna, stdin=stdin)
     from gencli.fitting import fit  # not at the top: score and sample never need it
 
@@ -97,7 +102,7 @@ def fit_file(
 def _import_in_background(
     module: str | None, data: str | os.PathLike[str], format: str | None
 ) -> threading.Thread | None:
-    """Start importing ``module`` while the main thread reads the data.
+    """Start importing ``module`` while the main thread reads the data (the CLI's ``fit``).
 
     scikit-learn takes 0.5-0.9 s to import, and reading, standardizing and splitting the
     rows need none of it (arrow releases the GIL while it parses), so they overlap. The
@@ -105,6 +110,10 @@ def _import_in_background(
     level until it needs scikit-learn, where Python's import lock makes it wait for this
     thread: neither thread ever holds a lock the other is waiting on. If reading fails,
     the thread is left to finish or to end with the process, so the error is not delayed.
+
+    On this thread only, pandas cannot be imported: scikit-learn imports it if it can
+    (0.2 s) for data frames gencli never passes (its ``fixes.pd`` stays None in this
+    process). Any other thread imports pandas as usual.
     """
     if module is None or module in sys.modules:
         return None
@@ -113,25 +122,41 @@ def _import_in_background(
         if format_for(data, format) == "parquet":
             reader = "pyarrow.parquet"
     importlib.import_module(reader)
-
-    # scikit-learn imports pandas if it can (0.2 s), for inputs gencli never gives it.
-    unused = [name for name in ("pandas",) if name not in sys.modules]
-    for name in unused:
-        sys.modules[name] = None  # type: ignore[assignment]  # import pandas -> ImportError
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _SKIP_PANDAS)  # once, before any other thread imports
 
     def load() -> None:
+        _SKIP_PANDAS.thread = threading.get_ident()
         try:
             importlib.import_module(module)
         except Exception:  # the main thread imports it again and reports
             pass
         finally:
-            for name in unused:
-                if name in sys.modules and sys.modules[name] is None:
-                    del sys.modules[name]
+            _SKIP_PANDAS.thread = None
 
     thread = threading.Thread(target=load, name="gencli-import", daemon=True)
     thread.start()
     return thread
+
+
+class _SkipOnOneThread:
+    """A meta-path finder that refuses some top-level packages to one thread's imports.
+
+    It stays in ``sys.meta_path`` once inserted (removing it while another thread walks
+    the list could make that thread skip a finder) and does nothing when ``thread`` is None.
+    """
+
+    def __init__(self, *names: str) -> None:
+        self.names = frozenset(names)
+        self.thread: int | None = None
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if self.thread == threading.get_ident() and fullname.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is not imported here", name=fullname)
+        return None
+
+
+_SKIP_PANDAS = _SkipOnOneThread("pandas")
 
 
 def fit_record(

@@ -100,6 +100,8 @@ def test_scoring_a_csv_imports_neither_scikit_learn_nor_pandas_nor_scipy(tmp_pat
 
 
 def test_fit_overlaps_importing_scikit_learn_and_leaves_pandas_out(tmp_path) -> None:
+    import gencli as api
+
     # scikit-learn is imported on a second thread while the data is read, without pandas
     # (0.2 s), and the model is the same as a fit in a process that has pandas loaded.
     rng = np.random.default_rng(1)
@@ -119,8 +121,31 @@ def test_fit_overlaps_importing_scikit_learn_and_leaves_pandas_out(tmp_path) -> 
     assert "SKLEARN True" in lines
     assert "PANDAS False False" in lines  # never imported, and not left blocked either
     assert "THREADS 1" in lines
-    import gencli as api
-
+    # Parquet's reader imports pandas on the main thread while scikit-learn loads; stdin
+    # and a failed read work too, and pandas stays importable after them.
+    pd.DataFrame(data, columns=["x", "y"]).to_parquet("train.parquet")
+    assert sh("fit", "train.parquet", "-k", "2", "-o", "pq.pkl", "-q").returncode == 0
+    piped = sh("fit", "-", "-k", "2", "-o", "in.pkl", "-q", input=Path("train.csv").read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    Path("bad.csv").write_text("x,y\n1,2\n3\n")
+    after_error = (
+        "from gencli.cli import cli\n"
+        "try:\n"
+        "    cli.main(['fit', 'bad.csv', '-o', 'b.pkl', '-q'], standalone_mode=False)\n"
+        "except Exception as exc:\n"
+        "    print('FAILED', type(exc).__name__)\n"
+        "import pandas\n"
+        "print('PANDAS', pandas.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", after_error], capture_output=True, timeout=120)
+    assert result.stdout.decode().split() == ["FAILED", "ClickException", "PANDAS", "pandas"], (
+        result.stdout,
+        result.stderr,
+    )
+    for name in ("pq.pkl", "in.pkl"):
+        np.testing.assert_allclose(
+            api.load(name).params["means"], api.load("cli.pkl").params["means"], rtol=1e-9
+        )
     expected = api.fit(pd.read_csv("train.csv"), components=2, seed=0)
     got = api.load("cli.pkl")
     np.testing.assert_array_equal(got.params["means"], expected.params["means"])
