@@ -174,3 +174,17 @@ def test_a_bandwidth_far_below_the_data_scale_keeps_the_tolerance(mode: str, d: 
     queries = points[:50] + 6 * h  # six bandwidths from a training point
     got = kde_scoring.log_density(points, queries, "gaussian", h, mode=mode)
     assert rel_error(got, direct(points, queries, h)) <= kde_scoring.FAST_RTOL
+
+
+def test_a_grid_too_fine_for_its_cell_keys_goes_to_the_tree() -> None:
+    # 1e10 wide at bandwidth 1: about 2^64 cells in 2-D, more than int64 keys can number.
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0, 1e10, size=(300, 2))
+    queries = np.vstack([points[:40], rng.uniform(0, 1e10, size=(20, 2))])
+    assert kde_scoring.cell_log_sums(points, queries, 1.0) is None
+    got = kde_scoring.log_density(points, queries, "gaussian", 1.0)
+    reference = direct(points, queries, 1.0)
+    assert rel_error(got[:40], reference[:40]) <= kde_scoring.FAST_RTOL  # on training rows
+    # Between them, the nearest point is ~1e8 bandwidths away: a log-density near -1e16,
+    # known only to about eps * 1e16 nats by any method.
+    np.testing.assert_allclose(got[40:], reference[40:], rtol=1e-12)

@@ -245,6 +245,9 @@ def cell_log_sums(
     h = bandwidth
     reach = h * math.sqrt(2.0 * math.log(n / rtol))  # a point's kernel times n < rtol beyond
     side = reach / split
+    cells_per_axis = np.floor((points.max(axis=0) - points.min(axis=0)) / side) + 1 + 2 * split
+    if math.prod(float(c) for c in cells_per_axis) > 2.0**62:  # cell keys would overflow
+        return None
     lo, shape, strides, sorted_points, sorted_keys = _cell_layout(points, side, cache)
     position = np.floor((Z - lo) / side)
     near = np.all((position >= -split) & (position <= shape - 1 + split), axis=1)
