@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gencli.errors import FitError
+from gencli.errors import FitError, Stopped
 from gencli.families import gmm, kde
 
 AUTO_COMPONENTS = range(1, 11)
@@ -154,10 +154,17 @@ def select_gmm(
     return GmmChoice(grid[best], results[best][1], records, list(records[best]["fixes"]))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset`` and containers can allow fewer)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def worker_count(jobs: int | None, n_candidates: int) -> int:
     """Threads for a search: ``jobs`` (None or -1: one per core), at most one a candidate."""
     if jobs is None or jobs == -1:
-        jobs = os.cpu_count() or 1
+        jobs = usable_cores()
     if jobs < 1:
         raise FitError(f"--jobs must be -1 (one per core) or at least 1, not {jobs}")
     return max(1, min(jobs, n_candidates))
@@ -197,6 +204,7 @@ def _run_candidates(
     done: dict[int, tuple[Candidate, Any]] = {}
     reported = 0
     pool = ThreadPoolExecutor(workers, thread_name_prefix="gencli-candidate")
+    exiting = False
     try:
         futures = {pool.submit(run, options): i for i, options in enumerate(grid)}
         for future in as_completed(futures):
@@ -205,8 +213,13 @@ def _run_candidates(
                 if on_candidate is not None:
                     on_candidate(done[reported][0])
                 reported += 1
-    finally:  # on an error or a signal, start nothing new; the running fits end on their own
-        pool.shutdown(wait=False, cancel_futures=True)
+    except Stopped:
+        exiting = True  # the command line's signal handler: the process ends right after
+        raise
+    finally:
+        # On an error or Ctrl-C, start nothing new but let the running fits finish, so
+        # none outlives the search (and its thread limits) in a Python session.
+        pool.shutdown(wait=not exiting, cancel_futures=True)
     return [done[i] for i in range(len(grid))]
 
 

@@ -137,6 +137,7 @@ def test_chunks_scored_with_a_shared_cache_match_one_call() -> None:
         for part in np.array_split(queries, 3)
     ]
     assert "cells" in cache
+    # Within the tolerance; here (every row settled by its cells) bit for bit.
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 

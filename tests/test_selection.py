@@ -289,3 +289,19 @@ def test_cli_refuses_zero_jobs() -> None:
         "use -1 (one per core) or 1+"
     )
     assert not list(Path(".").glob("*.pkl"))
+
+
+def test_a_search_stopped_midway_leaves_no_fit_running() -> None:
+    import threading
+
+    from threadpoolctl import ThreadpoolController
+
+    before = [lib["num_threads"] for lib in ThreadpoolController().info()]
+
+    def stop(candidate: dict) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would, while later candidates are fitting
+
+    with pytest.raises(KeyboardInterrupt):
+        gencli.fit(three_blobs(3000), components="1..10", jobs=2, on_candidate=stop)
+    assert not [t for t in threading.enumerate() if t.name.startswith("gencli-candidate")]
+    assert [lib["num_threads"] for lib in ThreadpoolController().info()] == before

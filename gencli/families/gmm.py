@@ -82,7 +82,7 @@ def em_session() -> Iterator[None]:
 def one_thread_here() -> Iterator[None]:
     """One OpenMP thread for k-means on this worker thread (OpenMP's setting is per
     thread; BLAS's is process-wide, set once by :func:`em_session`)."""
-    with _thread_pools().limit(limits=1, user_api="openmp"):
+    with _thread_pools().select(user_api="openmp").limit(limits=1):  # restores OpenMP only
         yield
 
 

@@ -301,8 +301,9 @@ def cell_log_sums(
         sums = np.empty(len(rows))
         step = max(1, _CELL_BLOCK_ENTRIES // k)
         for i in range(0, len(rows), step):
-            # Elementwise, not BLAS: each row's sum must not depend on which rows share
-            # its block, so that scoring in chunks gives the same bits as one call.
+            # Elementwise, not BLAS: a row's sum does not depend on which rows share its
+            # block. (Across chunks, rows the bound leaves unsettled may still be summed
+            # by another method, so chunked scores agree within FAST_RTOL, not bitwise.)
             block = np.multiply.outer(q[i : i + step, 0], scaled[0])
             block += log_weights
             for j in range(1, d):
