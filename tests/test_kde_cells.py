@@ -189,3 +189,21 @@ def test_a_grid_too_fine_for_its_cell_keys_goes_to_the_tree() -> None:
     # Between them, the nearest point is ~1e8 bandwidths away: a log-density near -1e16,
     # known only to about eps * 1e16 nats by any method.
     np.testing.assert_allclose(got[40:], reference[40:], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("kernel", "d", "h"), [("exponential", 16, 0.03), ("linear", 64, 0.03)])
+def test_kernels_of_the_distance_itself_keep_the_tolerance_on_training_rows(
+    kernel: str, d: int, h: float
+) -> None:
+    # exp(-u) and 1 - u take a square root of u^2: a rounding slack s in u^2 becomes
+    # sqrt(s) at u = 0, so rows on top of a training point are where it would show.
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(2000, d))
+    queries = points[:200]
+    sums = []
+    for z in queries:
+        u = np.sqrt(np.sum(((z - points) / h) ** 2, axis=1))
+        sums.append(np.sum(np.exp(-u)) if kernel == "exponential" else np.sum(np.maximum(1 - u, 0)))
+    got = kde_scoring.log_density(points, queries, kernel, h, mode="exact")
+    got += kde_scoring.log_normalizer(kernel, d, h, len(points))  # back to plain sums
+    assert rel_error(got, np.log(sums)) <= kde_scoring.FAST_RTOL

@@ -44,7 +44,8 @@ _SMALLEST_EXPONENT = -700.0
 _CELL_SPLIT = {1: 3, 2: 2}
 _CELL_BLOCK_ENTRIES = 1 << 17  # kernels per block: small enough to stay in cache
 _CANCELLATION = 4 * np.finfo(np.float64).eps  # relative error of |q|^2 + |p|^2 - 2 q.p
-_EXPONENT_TOLERANCE = 1e-9  # in nats: a relative density error of 1e-9
+_EXPONENT_TOLERANCE = 1e-8  # in nats: a relative density error of 1e-8
+_ROOT_KERNELS = ("exponential", "linear", "cosine")  # profiles in u, not u^2
 _THREADED_ROWS = 4096  # fewer rows spread over sparse cells: threads cost more than they save
 _FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows in full wins
 BINS_PER_BANDWIDTH = 12.0
@@ -73,6 +74,17 @@ def _profile(kernel: str, u2: np.ndarray) -> np.ndarray:
     if kernel == "cosine":
         return np.where(inside, np.cos(0.5 * np.pi * u), 0.0)
     raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def _direct_u2(q: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Squared distances between the rows of q and P from their differences, axis by axis."""
+    u2 = np.zeros((q.shape[0], P.shape[0]))
+    step = np.empty_like(u2)
+    for j in range(q.shape[1]):
+        np.subtract.outer(q[:, j], P[:, j], out=step)
+        np.square(step, out=step)
+        u2 += step
+    return u2
 
 
 def _log_sums_from_u2(kernel: str, u2: np.ndarray) -> np.ndarray:
@@ -112,20 +124,24 @@ def exact_log_density(
     def run(start: int) -> None:
         q = Q[start : start + block]
         q_sq = np.einsum("ij,ij->i", q, q)
+        # |q|^2 + |p|^2 - 2 q.p is one matrix product, but it loses up to
+        # eps (|q|^2 + |p|^2) / h^2 of u^2 to cancellation: nothing for the usual bandwidths,
+        # 1e-5 of the density for h = 1e-5 on unit-scale data. Then the differences are
+        # squared directly instead (d passes over the block).
+        slack = _CANCELLATION * (float(q_sq.max()) + p_top) * scale
         with np.errstate(over="ignore", invalid="ignore"):
-            # |q|^2 + |p|^2 - 2 q.p is one matrix product, but it loses about
-            # eps (|q|^2 + |p|^2) / h^2 of the exponent to cancellation: fine for the usual
-            # bandwidths, 1e-5 of the density for h = 1e-5 on unit-scale data. Then the
-            # differences are squared directly instead (d passes over the block).
-            if _CANCELLATION * (float(q_sq.max()) + p_top) * scale > _EXPONENT_TOLERANCE:
-                u2 = np.zeros((q.shape[0], n))
-                for j in range(d):
-                    step = np.subtract.outer(q[:, j], P[:, j])
-                    u2 += step * step
+            if slack > _EXPONENT_TOLERANCE:
+                u2 = _direct_u2(q, P)
             else:
                 u2 = q_sq[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
                 u2 = np.where(np.isnan(u2), np.inf, u2)  # inf - inf: the row is infinitely far
                 np.maximum(u2, 0.0, out=u2)
+                if kernel in _ROOT_KERNELS:
+                    # These use u = sqrt(u^2), which turns a slack s near u = 0 into sqrt(s):
+                    # entries that close are recomputed from their differences.
+                    close = np.nonzero(u2 * scale < (slack / _EXPONENT_TOLERANCE) ** 2)
+                    if close[0].size:
+                        u2[close] = np.sum((q[close[0]] - P[close[1]]) ** 2, axis=1)
             u2 *= scale
         out[start : start + block] = _log_sums_from_u2(kernel, u2)
 
@@ -246,8 +262,8 @@ def cell_log_sums(
     reach = h * math.sqrt(2.0 * math.log(n / rtol))  # a point's kernel times n < rtol beyond
     side = reach / split
     cells_per_axis = np.floor((points.max(axis=0) - points.min(axis=0)) / side) + 1 + 2 * split
-    if math.prod(float(c) for c in cells_per_axis) > 2.0**62:  # cell keys would overflow
-        return None
+    if math.prod(float(c) for c in cells_per_axis) > 2.0**62 or cells_per_axis.max() > 2.0**40:
+        return None  # cell keys would overflow int64, or cell centres lose float precision
     lo, shape, strides, sorted_points, sorted_keys = _cell_layout(points, side, cache)
     position = np.floor((Z - lo) / side)
     near = np.all((position >= -split) & (position <= shape - 1 + split), axis=1)
