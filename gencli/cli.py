@@ -122,7 +122,7 @@ def cli() -> None:
     """
 
 
-def _check_jobs(value: int | None) -> int | None:
+def _check_jobs(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
     if value == 0:
         raise click.BadParameter("0 candidates at a time cannot run; use -1 (one per core) or 1+")
     return value
@@ -278,7 +278,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     "--jobs",
     type=click.IntRange(min=-1),
     default=None,
-    callback=lambda _ctx, _param, value: _check_jobs(value),
+    callback=_check_jobs,
     help="[gmm] Candidates fitted side by side, each on one core (-1: one per core). "
     "[default: one per core]",
 )

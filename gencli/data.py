@@ -290,23 +290,23 @@ def _read_delimited(data: bytes, name: str, delimiter: str) -> _RawTable:
         "true_values": ["true", "True", "TRUE"],
         "false_values": ["false", "False", "FALSE"],
     }
+    # Only empty fields as missing at first: matching arrow's list of null spellings
+    # ("NA", "null", ...) in every field costs a fifth of the parse. A column they would
+    # have turned into text is read again with the full list.
+    attempts = [
+        pacsv.ConvertOptions(null_values=[""], **booleans),
+        pacsv.ConvertOptions(**booleans),
+    ]
     try:
-        # Only empty fields as missing at first: matching arrow's list of null spellings
-        # ("NA", "null", ...) in every field costs a fifth of the parse. A column they
-        # would have turned into text is read again with the full list.
-        arrow = pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(null_values=[""], **booleans),
-        )
-        if not all(_is_number_type(pa, column.type) for column in arrow.columns):
+        for convert_options in attempts:
             arrow = pacsv.read_csv(
                 pa.BufferReader(data),
                 read_options=read_options,
                 parse_options=parse_options,
-                convert_options=pacsv.ConvertOptions(**booleans),
+                convert_options=convert_options,
             )
+            if all(_is_number_type(pa, column.type) for column in arrow.columns):
+                break
     except pa.ArrowInvalid as exc:
         raise _explain_csv_error(exc, data, name, delimiter) from exc
     except UnicodeDecodeError as exc:
@@ -398,11 +398,11 @@ def _float_chunk(chunk: Any) -> np.ndarray:
     return np.asarray(chunk.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _from_arrow(arrow: pa.Table, name: str, *, named: bool, empty_ok: bool = False) -> _RawTable:
+def _from_arrow(arrow: pa.Table, name: str, *, named: bool) -> _RawTable:
     import pyarrow as pa
 
     columns = column_names(arrow.column_names, name, named=named)
-    if arrow.num_rows == 0 and not empty_ok:
+    if arrow.num_rows == 0:
         raise DataError(f"{name}: has a header but no data rows; add rows of numbers")
     non_numeric = []
     numeric = []

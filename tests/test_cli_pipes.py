@@ -57,23 +57,31 @@ def test_error_exit_codes_and_no_traceback(tmp_path: Path) -> None:
     assert debug.returncode == 1 and b"Traceback" in debug.stderr
 
 
-def test_help_does_not_import_heavy_libraries() -> None:
+def python_lines(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter, which must succeed; its lines of output."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().splitlines()
+
+
+def loaded_after(args: list[str], modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` a fresh interpreter holds after running ``gencli ARGS``."""
     code = (
         "import sys\n"
         "from gencli.cli import cli\n"
         "try:\n"
-        "    cli.main(['--help'], standalone_mode=False)\n"
+        f"    cli.main({args!r}, standalone_mode=False)\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = [m for m in ('sklearn', 'pandas', 'scipy', 'matplotlib', 'pyarrow')"
-        " if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy))\n"
+        f"print('LOADED=' + ','.join(m for m in {modules!r} if m in sys.modules))\n"
     )
+    return python_lines(code)[-1].removeprefix("LOADED=")
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    heavy = ("sklearn", "pandas", "scipy", "matplotlib", "pyarrow")
     for args in ([], ["fit"], ["score"], ["sample"]):
-        probe = code.replace("['--help']", repr([*args, "--help"]))
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.decode().splitlines()[-1] == "HEAVY=", result.stdout[-200:]
+        assert loaded_after([*args, "--help"], heavy) == "", args
 
 
 def test_scoring_a_csv_imports_neither_scikit_learn_nor_pandas_nor_scipy(tmp_path) -> None:
@@ -84,18 +92,8 @@ def test_scoring_a_csv_imports_neither_scikit_learn_nor_pandas_nor_scipy(tmp_pat
     for model in ("gmm", "kde"):
         fitted = sh("fit", "train.csv", "--model", model, "-o", f"{model}.pkl", "-q")
         assert fitted.returncode == 0, fitted.stderr
-        probe = (
-            "import sys\n"
-            "from gencli.cli import cli\n"
-            f"cli.main(['score', '{model}.pkl', 'rows.csv', '-o', 's.csv', '-q'],"
-            " standalone_mode=False)\n"
-            "heavy = [m for m in ('sklearn', 'pandas', 'scipy', 'matplotlib')"
-            " if m in sys.modules]\n"
-            "print('HEAVY=' + ','.join(heavy))\n"
-        )
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.decode().splitlines()[-1] == "HEAVY=", (model, result.stdout)
+        score = ["score", f"{model}.pkl", "rows.csv", "-o", "s.csv", "-q"]
+        assert loaded_after(score, ("sklearn", "pandas", "scipy", "matplotlib")) == "", model
         assert len((tmp_path / "s.csv").read_text().splitlines()) == 51
 
 
@@ -115,9 +113,7 @@ def test_fit_overlaps_importing_scikit_learn_and_leaves_pandas_out(tmp_path) -> 
         "print('PANDAS', 'pandas' in sys.modules, sys.modules.get('pandas', 0) is None)\n"
         "print('THREADS', threading.active_count())\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.decode().splitlines()
+    lines = python_lines(probe)
     assert "SKLEARN True" in lines
     assert "PANDAS False False" in lines  # never imported, and not left blocked either
     assert "THREADS 1" in lines
@@ -137,11 +133,7 @@ def test_fit_overlaps_importing_scikit_learn_and_leaves_pandas_out(tmp_path) -> 
         "import pandas\n"
         "print('PANDAS', pandas.__name__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", after_error], capture_output=True, timeout=120)
-    assert result.stdout.decode().split() == ["FAILED", "ClickException", "PANDAS", "pandas"], (
-        result.stdout,
-        result.stderr,
-    )
+    assert python_lines(after_error) == ["FAILED ClickException", "PANDAS pandas"]
     for name in ("pq.pkl", "in.pkl"):
         np.testing.assert_allclose(
             api.load(name).params["means"], api.load("cli.pkl").params["means"], rtol=1e-9

@@ -69,7 +69,7 @@ def em_session() -> Iterator[None]:
       of 0.62-0.76 s; K=1..10 on 20k x 5 rows in turn: 0.82 s instead of 1.6 s), and
       gencli runs candidates side by side instead (see :func:`one_thread_here`).
     - ConvergenceWarning silenced: :func:`fit` reads ``converged_`` and repairs or
-      reports. Warning filters are process-wide, so worker threads must not change them.
+      reports. Warning filters are process-wide, so this is set here, not per worker.
     """
     from sklearn.exceptions import ConvergenceWarning
 

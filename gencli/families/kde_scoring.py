@@ -218,6 +218,11 @@ def fast_log_density(
     return out - log_normalizer(kernel, d, h, n)
 
 
+def _row_major_strides(shape: np.ndarray) -> np.ndarray:
+    """Multipliers that turn a grid position into its row-major flat index."""
+    return np.append(np.cumprod(shape[::-1])[:-1][::-1], 1).astype(np.int64)
+
+
 def _cell_layout(points: np.ndarray, side: float, cache: dict[str, Any] | None) -> Any:
     """Training points sorted by grid cell (row-major key), with the grid's origin and shape."""
     key = ("cells", side)
@@ -225,7 +230,7 @@ def _cell_layout(points: np.ndarray, side: float, cache: dict[str, Any] | None) 
         return cache["cells"]
     lo = points.min(axis=0)
     shape = np.floor((points.max(axis=0) - lo) / side).astype(np.int64) + 1
-    strides = np.append(np.cumprod(shape[::-1])[:-1][::-1], 1).astype(np.int64)
+    strides = _row_major_strides(shape)
     cells = np.minimum(((points - lo) / side).astype(np.int64), shape - 1)
     keys = cells @ strides
     order = np.argsort(keys, kind="stable")
@@ -270,7 +275,7 @@ def cell_log_sums(
     rows_near = np.flatnonzero(near)
     cells = position[rows_near].astype(np.int64)
     wide = shape + 2 * split  # query cells may lie up to `split` cells outside the grid
-    query_keys = (cells + split) @ np.append(np.cumprod(wide[::-1])[:-1][::-1], 1)
+    query_keys = (cells + split) @ _row_major_strides(wide)
     order = np.argsort(query_keys, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(query_keys[order])) + 1) if order.size else []
     if len(groups) > max(2048, m // 4):  # ~60 us a cell: past this a tree is cheaper
@@ -454,7 +459,7 @@ def _binned_grid(
     position = (points - lo) / step
     base = np.floor(position).astype(int)
     frac = position - base
-    strides = np.append(np.cumprod(bins[::-1])[:-1][::-1], 1)
+    strides = _row_major_strides(bins)
     indices, weights = [], []
     for corner in range(1 << d):  # each point shares its weight among its grid cell's corners
         offsets = np.array([(corner >> j) & 1 for j in range(d)])
