@@ -229,7 +229,7 @@ def score_file(
     matched by name when both sides have names, else by position. With ``flag_below=Q``,
     rows whose log-density is below the Q-quantile of the held-out rows' (stored in the
     model file at fit time) get ``outlier = true``. ``mode`` is the KDE evaluation: 'fast'
-    (relative error <= 1e-6), 'exact' or 'approx' (binned; Gaussian kernel, 1-D and 2-D).
+    (relative error <= 1e-6), 'exact' or 'approx' (gridded; Gaussian kernel, 1-D and 2-D).
     """
     check_output(output, model_path, data)
     model = load(model_path)

@@ -105,7 +105,7 @@ class DensityModel:
 
         ``X`` is an array with the training columns in order, or a DataFrame / Table,
         whose columns are matched by name. For a KDE, ``mode`` is 'fast' (relative error
-        at most 1e-6), 'exact', or 'approx' (binned, Gaussian kernel in 1-D and 2-D,
+        at most 1e-6), 'exact', or 'approx' (gridded, Gaussian kernel in 1-D and 2-D,
         relative error below 1e-3); see :mod:`gencli.families.kde_scoring`.
         """
         if mode not in SCORE_MODES:
