@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import gencli
 
@@ -147,3 +149,12 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "gencli"
     result = subprocess.run([str(script), "--version"], capture_output=True, timeout=60)
     assert result.returncode == 0 and gencli.__version__.encode() in result.stdout
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_accepts_the_allocator_settings() -> None:
+    # mallopt refuses values out of range (for example an mmap threshold above 32 MiB)
+    # without an error: the command line would silently run with the default allocator.
+    from gencli.cli import keep_freed_memory
+
+    assert keep_freed_memory()
