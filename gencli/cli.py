@@ -606,19 +606,23 @@ def keep_freed_memory() -> bool:
     numpy's temporaries of more than 128 KiB are otherwise mapped afresh and unmapped on
     every allocation, and in a virtual machine each page first touched costs a fault on
     the host too: the 2-D ``--approx`` evaluation took 43 ms cold against 16 ms with this
-    (measured). At most 64 MiB of freed memory is kept back; the benchmarks' peak memory
-    for fit, score and sample stayed within their run-to-run spread. False where the C
-    library has no mallopt (not glibc) or refuses a setting.
+    (measured). The heap keeps up to 64 MiB free at its top instead of trimming it; the
+    benchmarks' peak memory for fit, score and sample stayed within their run-to-run
+    spread. False, changing nothing, where the C library is not glibc or refuses a setting.
     """
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         import ctypes
 
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+        wide = ctypes.sizeof(ctypes.c_void_p) >= 8
+    except Exception:  # no C library to load, or one without mallopt (musl has a stub)
         return False
     settings = (
-        (_M_MMAP_THRESHOLD, 32 << 20),  # glibc's largest: arrays below it reuse the heap
-        (_M_TRIM_THRESHOLD, 64 << 20),  # at most this much freed memory is kept
+        # glibc's largest mmap threshold: 32 MiB on 64-bit systems, 512 KiB on 32-bit ones.
+        (_M_MMAP_THRESHOLD, 32 << 20 if wide else 512 << 10),
+        (_M_TRIM_THRESHOLD, 64 << 20),
         (_M_TOP_PAD, 16 << 20),
     )
     return all([mallopt(option, value) == 1 for option, value in settings])

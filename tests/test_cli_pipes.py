@@ -155,6 +155,23 @@ def test_console_script_is_installed() -> None:
 def test_glibc_accepts_the_allocator_settings() -> None:
     # mallopt refuses values out of range (for example an mmap threshold above 32 MiB)
     # without an error: the command line would silently run with the default allocator.
+    # In a child process, so this test run's own allocator is left alone.
+    probe = "from gencli.cli import keep_freed_memory; print(keep_freed_memory())"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr
+
+
+def test_no_mallopt_changes_nothing_and_starts_anyway(monkeypatch) -> None:
+    # On Windows ctypes.CDLL(None) raises TypeError; elsewhere the C library may have no
+    # mallopt. Either way the command line must start as usual.
+    import ctypes
+
     from gencli.cli import keep_freed_memory
 
-    assert keep_freed_memory()
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise TypeError("argument of type 'NoneType' is not iterable")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    assert keep_freed_memory() is False
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert keep_freed_memory() is False

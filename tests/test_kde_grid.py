@@ -30,12 +30,17 @@ def test_one_pair_is_relative_accurate_at_every_offset_within_reach(h: float) ->
     # grid nodes, and however far apart within reach, the error is a small relative one.
     rng = np.random.default_rng(1)
     point = np.array([[0.37 * h]])
-    distance = np.concatenate([np.linspace(0, 5.6, 400), rng.uniform(0, 5.6, 400)]) * h
+    reach = kde_scoring.GRID_REACH
+    distance = np.concatenate([np.linspace(0, reach, 500), rng.uniform(0, reach, 500)]) * h
     Z = point + np.concatenate([distance, -distance])[:, None]
-    got = gathered_sums(point, Z, h)
+    grid = kde_scoring._gridded_sums(point, h, None)
+    assert grid is not None
+    got = np.exp(kde_scoring._gather(grid._replace(trusted=0.0), Z))
     expected = np.exp(-0.5 * ((Z[:, 0] - point[0, 0]) / h) ** 2)
-    assert not np.any(np.isnan(got)), "rows within 5.6 bandwidths of a point are trusted"
-    assert np.max(np.abs(got / expected - 1)) < 5e-5
+    assert np.max(np.abs(got / expected - 1)) < 6e-5
+    trusted = gathered_sums(point, Z, h)
+    near = np.concatenate([distance, distance]) < 5.6 * h
+    assert not np.any(np.isnan(trusted[near])), "rows within 5.6 bandwidths are trusted"
 
 
 def test_one_pair_in_2d_multiplies_two_one_axis_errors() -> None:
@@ -120,3 +125,48 @@ def test_approx_keeps_its_tolerance_for_any_data(
     )
     got = kde_scoring.approx_log_density(points, queries, "gaussian", h)
     assert rel_error(got, direct(points, queries, h)) < kde_scoring.APPROX_RTOL
+
+
+def test_rows_too_far_for_integer_grid_indices_fall_back() -> None:
+    # 1e18 bandwidths out, the grid index does not fit in int64: it must not wrap around.
+    points = clusters(600, 2, 9)
+    queries = np.array([[1e18, 0.0], [0.0, -1e19], [0.1, 0.2]])
+    got = kde_scoring.approx_log_density(points, queries, "gaussian", 0.3)
+    expected = direct(points, queries, 0.3)
+    np.testing.assert_allclose(got[:2], expected[:2], rtol=1e-12)  # logs near -5e36
+    assert rel_error(got[2:], expected[2:]) < 1e-4
+    beyond_float = np.array([[1e300, 1e300]])  # the squared distance overflows: density 0
+    assert kde_scoring.approx_log_density(points, beyond_float, "gaussian", 0.3)[0] == -np.inf
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_data_at_a_large_offset_keep_their_grid_margin(d: int) -> None:
+    # At 1e15 the float spacing is 0.125: 1e15 - 7h rounds back to 1e15 for h = 0.004, so
+    # the grid must not be placed by that coordinate.
+    rng = np.random.default_rng(10)
+    points = 1e15 + np.round(rng.normal(size=(300, d)) * 4) * 0.125
+    queries = np.vstack([points[:20], points[:5] + 0.125])
+    got = kde_scoring.approx_log_density(points, queries, "gaussian", 0.004)
+    assert rel_error(got, direct(points - 1e15, queries - 1e15, 0.004)) < 1e-4
+
+
+def test_a_grid_much_larger_than_the_data_is_not_built() -> None:
+    # 1000 points spread over 1800 x 1800 grid cells: the FFT would cost far more than
+    # the default path's sums for these sparse rows.
+    rng = np.random.default_rng(11)
+    points = rng.uniform(0, 1, size=(1000, 2))
+    assert kde_scoring._gridded_sums(points, 0.00166, None) is None
+    assert kde_scoring._gridded_sums(points, 0.05, None) is not None
+    queries = rng.uniform(0, 1, size=(50, 2))
+    got = kde_scoring.approx_log_density(points, queries, "gaussian", 0.00166)
+    assert rel_error(got, direct(points, queries, 0.00166)) < kde_scoring.FAST_RTOL
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_many_points_are_spread_in_sorted_blocks(d: int) -> None:
+    # More points than one spreading block: they are sorted along the first axis and each
+    # block fills its own band of the grid.
+    points = clusters(3 * kde_scoring._SPREAD_POINTS // 2, d, 12)
+    queries = np.vstack([clusters(150, d, 13), np.full((2, d), 4.5)])
+    got = kde_scoring.approx_log_density(points, queries, "gaussian", 0.04)
+    assert rel_error(got, direct(points, queries, 0.04)) < 2e-4

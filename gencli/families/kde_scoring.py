@@ -18,7 +18,8 @@ true density is 0), and normalizes the cosine kernel wrongly in even dimensions.
   kernel is split into three narrower Gaussians: one spreads the training points onto a
   grid, one is applied to the grid by FFT, one gathers each row's value from the grid.
   The error is relative for every pair of row and point (about 1e-4); rows too far out
-  for the grid to vouch for fall back to ``fast``. Relative error below 1e-3.
+  for the grid to vouch for are summed exactly if few, else by ``fast``, and so is every
+  row when the grid would be much larger than the data. Relative error below 1e-3.
 
 All functions work in the estimator's (standardized) space and return natural logs.
 """
@@ -57,16 +58,18 @@ _FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows 
 # the narrow one (c). Both sums over the grid are the trapezoidal rule for a Gaussian
 # integral, whose relative error is below 2 exp(-2 pi^2 (width / step)^2) wherever the
 # Gaussian sits (Poisson summation): the error is relative for every (row, point) pair, in
-# the tails as much as in the bulk. With these settings it is below 5e-5 per axis for pairs
-# within GRID_REACH bandwidths, where the stencils hold the narrow Gaussians (checked for
-# every offset in tests/test_kde_grid.py).
+# the tails as much as in the bulk. With these settings it is below 6e-5 per axis for pairs
+# within GRID_REACH bandwidths, where the stencils hold the narrow Gaussians (checked at
+# many offsets out to GRID_REACH in tests/test_kde_grid.py).
 GRID_STEPS_PER_BANDWIDTH = 3.0
 _GRID_WIDTH = 0.8  # a = c, in grid steps
 _GRID_STENCIL = 5  # nodes each side of a point that its narrow Gaussian reaches
 GRID_REACH = 7.0  # in bandwidths
 _BEYOND_REACH_SHARE = 2e-4  # most that points beyond reach may add to a trusted row
-_FFT_ROUNDOFF = 1e-9  # relative to the grid's largest value: sums below are noise
-_MAX_GRID_CELLS = {1: 1 << 22, 2: 1 << 22}  # beyond, the FFT costs more than the fast path
+_MAX_GRID_CELLS = 1 << 22  # 32 MiB of float64; the FFT over it takes about 0.2 s
+_MIN_GRID_CELLS = 1 << 16
+_CELLS_PER_POINT = 64
+_SPREAD_POINTS = 1 << 15  # points spread per block
 _FEW_PAIRS = 1 << 18  # so few untrusted (row, point) pairs are summed directly
 _GATHER_ROWS = 1 << 13  # rows (or points) per block: n x 100 weights stay in cache
 
@@ -469,17 +472,24 @@ class _Grid(NamedTuple):
     """The kernel sums convolved down to the gathering width, on a regular grid."""
 
     values: np.ndarray  # in grid units: gather and divide by ``scale`` for kernel sums
-    lo: np.ndarray
+    origin: np.ndarray  # the smallest training value on each axis
+    pad: int  # grid nodes below ``origin``
     step: float
     scale: float
     trusted: float  # smallest kernel sum a row may have and keep its grid value
+
+    def position(self, X: np.ndarray) -> np.ndarray:
+        """Rows in grid steps from node 0. Measured from ``origin`` rather than from the
+        grid's own first node: that node's coordinate can round away the margin when the
+        data sit at a large offset with a small bandwidth (1e15 + k / 8, h = 0.004)."""
+        return (X - self.origin) / self.step + self.pad
 
 
 def _narrow_weights(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First node index and the narrow Gaussian's weight at each of the stencil's nodes.
 
-    ``position`` is in grid steps; the nodes run from ``floor(position) - STENCIL + 1``
-    to ``floor(position) + STENCIL``.
+    ``position`` is in grid steps, finite and within int64; the nodes run from
+    ``floor(position) - STENCIL + 1`` to ``floor(position) + STENCIL``.
     """
     first = np.floor(position).astype(np.int64) - (_GRID_STENCIL - 1)
     distance = (position - first)[:, None] - np.arange(2 * _GRID_STENCIL)
@@ -488,19 +498,22 @@ def _narrow_weights(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _gridded_sums(points: np.ndarray, h: float, cache: dict[str, Any] | None) -> _Grid | None:
     """Spread the points with the narrow Gaussian and convolve with the wide one, or None
-    when the grid would be too large (those models are scored by the default path)."""
+    when the grid would cost more than the default path (which then scores every row)."""
     key = ("gridded", h)
     if cache is not None and cache.get("gridded_key") == key:
         return cast("_Grid | None", cache["gridded"])
     n, d = points.shape
     step = h / GRID_STEPS_PER_BANDWIDTH
-    margin = GRID_REACH * h + (_GRID_STENCIL + 1) * step
-    lo = points.min(axis=0) - margin
-    extent = (points.max(axis=0) + margin - lo) / step + 1
+    pad = math.ceil(GRID_REACH * GRID_STEPS_PER_BANDWIDTH) + _GRID_STENCIL + 1
+    origin = points.min(axis=0)
+    extent = (points.max(axis=0) - origin) / step + 2 * pad + 1
+    # The FFT costs about 40 ns a cell and spreading 0.5 us a point (measured): a grid much
+    # larger than the data costs more than the default path saves on its rows.
+    most = min(_MAX_GRID_CELLS, max(_MIN_GRID_CELLS, _CELLS_PER_POINT * n))
     grid: _Grid | None = None
-    if np.all(extent < _MAX_GRID_CELLS[d]) and float(np.prod(extent)) < _MAX_GRID_CELLS[d]:
+    if np.all(extent < most) and float(np.prod(extent)) < most:
         shape = tuple(int(e) for e in np.ceil(extent))
-        values = _spread((points - lo) / step, shape)
+        values = _spread((points - origin) / step + pad, shape)
         wide = GRID_STEPS_PER_BANDWIDTH**2 - 2 * _GRID_WIDTH**2  # b^2, in steps^2
         half = math.ceil((GRID_REACH + 1) * GRID_STEPS_PER_BANDWIDTH)
         offsets = np.arange(-half, half + 1, dtype=np.float64)
@@ -510,13 +523,13 @@ def _gridded_sums(points: np.ndarray, h: float, cache: dict[str, Any] | None) ->
         # Three Gaussians of variances a^2, b^2, c^2 (in steps) convolve to one of k^2, with
         # this factor per axis for unnormalized profiles summed over unit steps.
         scale = (2 * math.pi * _GRID_WIDTH**2 * math.sqrt(wide) / GRID_STEPS_PER_BANDWIDTH) ** d
-        # A row is trusted when what the points beyond reach could add is a negligible share
-        # of its sum, and its sum stands clear of the FFT's round-off.
-        beyond = n * math.exp(-0.5 * GRID_REACH**2) / _BEYOND_REACH_SHARE
-        trusted = max(beyond, _FFT_ROUNDOFF * float(values.max()) / scale)
+        # A row is trusted when what the points beyond reach could add is a negligible
+        # share of its sum. That threshold, n * 1.1e-7, is also far above the FFT's
+        # round-off: about 1e-15 of the largest sum, which is at most n.
+        trusted = n * math.exp(-0.5 * GRID_REACH**2) / _BEYOND_REACH_SHARE
         # Gathered in single precision: every term is positive, so the sum keeps a relative
         # error near 1e-7, and half the bytes to move makes the gather twice as fast.
-        grid = _Grid(values.astype(np.float32), lo, step, scale, trusted)
+        grid = _Grid(values.astype(np.float32), origin, pad, step, scale, trusted)
     if cache is not None:
         cache["gridded_key"] = key
         cache["gridded"] = grid
@@ -524,23 +537,32 @@ def _gridded_sums(points: np.ndarray, h: float, cache: dict[str, Any] | None) ->
 
 
 def _spread(position: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum of the narrow Gaussians centred on the points, at every grid node."""
+    """Sum of the narrow Gaussians centred on the points, at every grid node.
+
+    The points go in order along the first axis, so each block of them touches only a
+    band of the grid: the work grows with points + cells, not their product.
+    """
     cells = math.prod(shape)
+    stride = cells // shape[0]
     values = np.zeros(cells)
     span = np.arange(2 * _GRID_STENCIL)
-    for start in range(0, position.shape[0], _GATHER_ROWS):
-        part = position[start : start + _GATHER_ROWS]
+    if position.shape[0] > _SPREAD_POINTS:
+        position = position[np.argsort(position[:, 0], kind="stable")]
+    for start in range(0, position.shape[0], _SPREAD_POINTS):
+        part = position[start : start + _SPREAD_POINTS]
         first, weight = _narrow_weights(part[:, 0])
+        low = int(first.min()) * stride
+        band = (int(first.max()) + span.size) * stride - low
         if len(shape) == 1:
-            index = first[:, None] + span
-            values += np.bincount(index.ravel(), weight.ravel(), minlength=cells)
+            index = first[:, None] + span - low
+            values[low : low + band] += np.bincount(index.ravel(), weight.ravel(), band)
             continue
         first_y, weight_y = _narrow_weights(part[:, 1])
-        row = first[:, None] * shape[1] + first_y[:, None] + span
+        row = first[:, None] * stride + first_y[:, None] + span - low
         for offset in range(span.size):  # one x-offset at a time keeps the arrays small
-            index = row + offset * shape[1]
-            values += np.bincount(
-                index.ravel(), (weight[:, offset, None] * weight_y).ravel(), minlength=cells
+            index = row + offset * stride
+            values[low : low + band] += np.bincount(
+                index.ravel(), (weight[:, offset, None] * weight_y).ravel(), band
             )
     return values.reshape(shape)
 
@@ -549,10 +571,12 @@ def _gather(grid: _Grid, Z: np.ndarray) -> np.ndarray:
     """log kernel sum at each row, NaN where the grid cannot be trusted."""
     d = Z.shape[1]
     span = 2 * _GRID_STENCIL
-    position = (Z - grid.lo) / grid.step
-    inside = np.all(np.isfinite(position), axis=1)
-    position[~inside] = 0.0
     shape = np.array(grid.values.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        position = grid.position(Z)
+        # Checked before the cast to integers: a row 1e18 bandwidths out would wrap around.
+        inside = np.all((position > -span) & (position < shape + span), axis=1)
+    position[~inside] = 0.0
     placed = [_narrow_weights(position[:, axis]) for axis in range(d)]
     first = np.stack([f for f, _ in placed], axis=1)
     inside &= np.all((first >= 0) & (first + span <= shape), axis=1)
