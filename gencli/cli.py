@@ -431,8 +431,8 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
     "--approx",
     is_flag=True,
     help="[kde] Gaussian gridding (an FFT grid) for the gaussian kernel in 1-D and 2-D: "
-    "relative error below 1e-3 (about 1e-4), faster still; rows too far out for the grid are "
-    "scored the default way.",
+    "relative error below 1e-3 (about 1e-4), usually faster than the default; rows too far "
+    "out for the grid are scored the default way.",
 )
 @click.option(
     "--flag-below",
