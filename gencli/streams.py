@@ -233,7 +233,7 @@ def _shift_rows(message: str, offset: int) -> str:
         numbers = [str(int(n) + offset) for n in re.findall(r"\d+", match.group(2))]
         return match.group(1) + ", ".join(numbers)
 
-    return re.sub(r"(at row )([\d, ]+)", shift, message, count=1)
+    return re.sub(r"(at row )(\d+(?:, \d+)*)", shift, message, count=1)
 
 
 # ----------------------------------------------------------------------------- writing

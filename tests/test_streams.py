@@ -127,3 +127,14 @@ def test_sampling_zero_rows_writes_an_empty_table(gmm_model, extension) -> None:
     else:
         expected = "a\tb\n" if extension == "tsv" else "a,b\n"
         assert Path(f"z.{extension}").read_text() == expected
+
+
+def test_rows_named_in_a_streamed_error_keep_their_spacing(gmm_model, tmp_path) -> None:
+    rows = gmm_model.sample(30, seed=3)
+    frame = pd.DataFrame(rows, columns=["a", "b"])
+    frame.loc[[1, 2], "a"] = np.inf
+    frame.to_csv("inf.csv", index=False)
+    result = CliRunner().invoke(cli, ["score", "model.pkl", "inf.csv", "-o", "s.csv"])
+    assert result.exit_code == 1
+    assert "at row 2, 3 (data rows, counting from 1); remove them" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
