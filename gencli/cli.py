@@ -431,8 +431,9 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
     "--approx",
     is_flag=True,
     help="[kde] Gaussian gridding (an FFT grid) for the gaussian kernel in 1-D and 2-D: "
-    "relative error below 1e-3 (about 1e-4), usually faster than the default; rows too far "
-    "out for the grid are scored the default way.",
+    "relative error below 1e-3 (about 1e-4), usually faster than the default. Rows too far "
+    "out for the grid are scored the default way, and so is every row when the grid would "
+    "be much larger than the training data.",
 )
 @click.option(
     "--flag-below",
@@ -608,7 +609,8 @@ def keep_freed_memory() -> bool:
     the host too: the 2-D ``--approx`` evaluation took 43 ms cold against 16 ms with this
     (measured). The heap keeps up to 64 MiB free at its top instead of trimming it; the
     benchmarks' peak memory for fit, score and sample stayed within their run-to-run
-    spread. False, changing nothing, where the C library is not glibc or refuses a setting.
+    spread. False where this is not Linux with a C library that has mallopt (nothing is
+    changed then), or where the library refuses a setting (the others still apply).
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -617,7 +619,7 @@ def keep_freed_memory() -> bool:
 
         mallopt = ctypes.CDLL(None).mallopt
         wide = ctypes.sizeof(ctypes.c_void_p) >= 8
-    except Exception:  # no C library to load, or one without mallopt (musl has a stub)
+    except Exception:  # no C library to load, or one without mallopt
         return False
     settings = (
         # glibc's largest mmap threshold: 32 MiB on 64-bit systems, 512 KiB on 32-bit ones.

@@ -66,12 +66,15 @@ _GRID_WIDTH = 0.8  # a = c, in grid steps
 _GRID_STENCIL = 5  # nodes each side of a point that its narrow Gaussian reaches
 GRID_REACH = 7.0  # in bandwidths
 _BEYOND_REACH_SHARE = 2e-4  # most that points beyond reach may add to a trusted row
-_MAX_GRID_CELLS = 1 << 22  # 32 MiB of float64; the FFT over it takes about 0.2 s
+# Grid size: at most _CELLS_PER_POINT cells per training point, but always up to
+# _MIN_GRID_CELLS (an FFT over that many takes about 3 ms), and never above
+# _MAX_GRID_CELLS (32 MiB of float64, about 0.2 s of FFT).
+_MAX_GRID_CELLS = 1 << 22
 _MIN_GRID_CELLS = 1 << 16
 _CELLS_PER_POINT = 64
 _SPREAD_POINTS = 1 << 15  # points spread per block
 _FEW_PAIRS = 1 << 18  # so few untrusted (row, point) pairs are summed directly
-_GATHER_ROWS = 1 << 13  # rows (or points) per block: n x 100 weights stay in cache
+_GATHER_ROWS = 1 << 13  # rows per block: n x 100 weights stay in cache
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
