@@ -463,11 +463,12 @@ def approx_log_density(
         for start in range(0, Z.shape[0], _GATHER_ROWS):
             out[start : start + _GATHER_ROWS] = _gather(grid, Z[start : start + _GATHER_ROWS])
     unsure = np.isnan(out)
-    if np.any(unsure):
-        few = np.count_nonzero(unsure) * n <= _FEW_PAIRS  # then summing them beats any setup
-        rows = exact_log_density if few else default_log_density
-        kwargs: dict[str, Any] = {} if few else {"cache": cache}
-        out[unsure] = rows(points, Z[unsure], kernel, bandwidth, **kwargs) + normalizer
+    if np.count_nonzero(unsure) * n <= _FEW_PAIRS:  # summing so few beats building cells
+        out[unsure] = exact_log_density(points, Z[unsure], kernel, bandwidth) + normalizer
+    else:
+        out[unsure] = (
+            default_log_density(points, Z[unsure], kernel, bandwidth, cache=cache) + normalizer
+        )
     return out - normalizer
 
 
