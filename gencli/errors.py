@@ -30,6 +30,10 @@ class OutputError(GencliError):
     """An output file cannot be written."""
 
 
+class ResourceError(GencliError):
+    """The work would need more memory (or other resources) than the machine allows."""
+
+
 class Stopped(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; raised where the process is so that cleanup code runs."""
 
