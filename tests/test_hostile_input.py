@@ -69,7 +69,9 @@ def scratch(tmp_path_factory) -> Path:
 EXTENSIONS = {None: ".csv", "csv": ".csv", "tsv": ".tsv", "npy": ".npy", "parquet": ".parquet"}
 
 
-def read_payload(payload: bytes, route: str, fmt: str | None, folder: Path) -> Table:
+def read_payload(
+    payload: bytes, route: str, fmt: str | None, folder: Path, header: bool | None = None
+) -> Table:
     """Read bytes through stdin ('-') or from a file whose extension names the format,
     with :func:`read_table` (fit) or :func:`stream_table` in small chunks (score)."""
     source: str | Path = "-"
@@ -78,13 +80,15 @@ def read_payload(payload: bytes, route: str, fmt: str | None, folder: Path) -> T
         source.write_bytes(payload)
     stdin = io.BytesIO(payload)
     if not route.startswith("stream"):
-        return read_table(source, format=fmt, stdin=stdin)
-    stream = stream_table(source, format=fmt, stdin=stdin, chunk_rows=2)
+        return read_table(source, format=fmt, stdin=stdin, header=header)
+    stream = stream_table(source, format=fmt, stdin=stdin, chunk_rows=2, header=header)
     chunks = list(finite_chunks(stream))
     if not chunks:
         # What `gencli score` says when a stream has no rows.
         raise DataError(f"{stream.source}: has no data rows; nothing to score")
-    return Table(np.vstack(chunks), stream.columns, stream.named, stream.source)
+    return Table(
+        np.vstack(chunks), stream.columns, stream.named, stream.source, notes=stream.notes
+    )
 
 
 def check_table(table: Table) -> None:
@@ -260,12 +264,21 @@ EXAMPLE_CSV = (
 @given(case=csv_cases())
 @example(case=EXAMPLE_CSV)
 def test_csv_dialects_read_to_the_right_numbers(scratch, case):
+    """Read right without a note, or with a note that says what was guessed and the
+    flag that reads it right."""
     payload, route, fmt, header, names, values = case
     table = read_payload(payload, route, fmt, scratch)
     check_table(table)
+    if table.named is not header:
+        (note,) = table.notes
+        assert ("as column names" if table.named else "as data") in note
+        assert ("--no-header" if table.named else "--header") in note
+        table = read_payload(payload, route, fmt, scratch, header=header)
     assert table.columns == names
     assert table.named is header
     np.testing.assert_array_equal(table.values, values)
+    told = read_payload(payload, route, fmt, scratch, header=header)
+    assert told.notes == () and told.named is header
 
 
 NPY_DTYPES = [
@@ -539,13 +552,20 @@ def _parquet_with_repeated_names() -> bytes:
         (b"\x93NUMPY\x01\x00junk", "npy"),
         pytest.param(_truncated_parquet(), "parquet", id="truncated-parquet"),
         pytest.param(_parquet_with_a_corrupt_page_header(), "parquet", id="bad-page"),
-        pytest.param(_parquet_with_repeated_names(), "parquet", id="parquet-same-names"),
         pytest.param(b'"a\nb",c\nx,1\n', None, id="name-with-newline"),
     ],
 )
 def test_refusals_are_one_line(payload, fmt):
     message = refusal(payload, fmt)
     assert "\n" not in message and "\r" not in message, message
+
+
+@pytest.mark.parametrize("route", ["stdin", "file", "stream-stdin", "stream-file"])
+def test_parquet_with_repeated_names_reads_as_csv_does(scratch, route):
+    """Repeated names get a suffix, as in a CSV header (see expected_names)."""
+    table = read_payload(_parquet_with_repeated_names(), route, "parquet", scratch)
+    assert table.columns == expected_names(["a", "a"]) == ["a", "a.1"]
+    np.testing.assert_array_equal(table.values, [[1.0, 1.0], [2.0, 2.0]])
 
 
 # ============================================================================ model files
