@@ -280,9 +280,7 @@ def _kinds(handle: Any) -> list[bool]:
     return [is_number_type(field.type) for field in handle.schema_arrow]
 
 
-def _first_values(
-    handle: Any, name: str, positions: Sequence[int]
-) -> dict[int, BadCell | None]:
+def _first_values(handle: Any, name: str, positions: Sequence[int]) -> dict[int, BadCell | None]:
     """The first non-null value of each column that is not numbers, read a few rows at a
     time (the column itself could be huge)."""
     names = parquet_names(handle)

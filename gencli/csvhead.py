@@ -194,7 +194,8 @@ def _quoted_header(text: str, delimiter: str) -> bool:
 def _verdict(first: str, below: list[str]) -> str | None:
     """How a first-row cell compares with its column below: None (nothing to compare),
     'same', 'near' (a whole number just outside the whole numbers below, as in sorted
-    data), 'far' (far outside them), 'names' (a whole number above decimals) or 'odd'."""
+    data), 'far' (far outside them), 'names' (a whole number above decimals), 'booleans'
+    (a number above true/false or the reverse) or 'odd' (a decimal above whole numbers)."""
     kind = _kind(first)
     cells = [c for c in below if _kind(c) != "missing"]
     if kind == "missing" or not cells:
@@ -213,6 +214,8 @@ def _verdict(first: str, below: list[str]) -> str | None:
         return "same"
     if kind == "int" and kinds == {"decimal"}:
         return "names"
+    if "bool" in kinds | {kind}:
+        return "booleans"  # read as data, the column would mix numbers and true/false
     return "odd"
 
 
@@ -221,6 +224,7 @@ _REASONS = {
     "far": "whole numbers far outside the range of the values below them",
     "near": "whole numbers just outside the range of the values below them",
     "odd": "a different kind of number than the rows below",
+    "booleans": "numbers above true/false values, or the reverse",
     "single": "with a single column there is little to compare it with",
     "mixed": "some columns look like the rows below and some do not",
 }
@@ -246,15 +250,17 @@ def decide_header(rows: list[list[str]], quoted: bool, name: str) -> tuple[bool,
     single = len(first) == 1
     if all(v == "same" for v in seen) and not single:
         return False, None
-    header = all(v in ("names", "far") for v in seen)
+    header = all(v in ("names", "far") for v in seen) or "booleans" in seen
     distinct = set(seen)
     if single and distinct == {"same"}:
         reason = _REASONS["single"]
+    elif "booleans" in distinct:
+        reason = _REASONS["booleans"]
     elif len(distinct) == 1 or header:
         reason = " or ".join(_REASONS[v] for v in sorted(distinct))
     else:
         reason = _REASONS["mixed"]
-    fields = preview([shown(f.strip(), 20) for f in first])
+    fields = preview([shown(f.strip(), 20, quoted=False) for f in first])
     if header:
         return True, (
             f"read the first row ({fields}) of {name} as column names: {reason}; "
@@ -299,7 +305,7 @@ def read_layout(
     first = rows[0]
     names = list(first) if header else default_names(len(first))
     data_rows = rows[1:] if header else rows
-    cells = sum(len(r) for r in rows)
+    per_line = sum(len(r) for r in rows) / len(rows)
     data_start = _offset_after_lines(head, first_lines) if header else 0
     return CsvLayout(
         delimiter=delimiter,
@@ -307,7 +313,7 @@ def read_layout(
         names=names,
         kinds=_column_kinds(data_rows, len(first)),
         notes=(note,) if note else (),
-        bytes_per_value=max(1.0, len(head) / max(cells, 1)),
+        bytes_per_value=max(1.0, len(head) / max(1.0, _line_ends(head, 0, len(head)) * per_line)),
         data_start=data_start,
         data_line=1 + (_line_ends(head, 0, data_start) if header else 0),
     )

@@ -103,13 +103,19 @@ def _options(layout: CsvLayout, text: set[int], full_nulls: bool) -> dict[str, A
     }
 
 
-def _parse(data: Any, layout: CsvLayout, text: set[int], full_nulls: bool, block: int) -> Any:
+def _parse(
+    data: Any, layout: CsvLayout, text: set[int], full_nulls: bool, block: int | None
+) -> Any:
+    """Parse with arrow: a whole table in arrow's own blocks on its threads (``block`` None
+    or larger than a line), a block of lines on this thread only."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     options = _options(layout, text, full_nulls)
     read_options = pacsv.ReadOptions(
-        column_names=options["names"], use_threads=block > BLOCK_BYTES, block_size=block
+        column_names=options["names"],
+        use_threads=block is None or block < len(data),
+        block_size=block or 1 << 20,
     )
     return pacsv.read_csv(
         pa.BufferReader(data),
@@ -120,7 +126,7 @@ def _parse(data: Any, layout: CsvLayout, text: set[int], full_nulls: bool, block
 
 
 def _parse_or_explain(
-    data: Any, layout: CsvLayout, name: str, first_line: int, block: int
+    data: Any, layout: CsvLayout, name: str, first_line: int, block: int | None
 ) -> tuple[Any, dict[int, BadCell | None]]:
     """Parse ``data`` (lines of the file from ``first_line`` on) with the layout's types.
 
@@ -138,7 +144,7 @@ def _parse_or_explain(
         except pa.ArrowInvalid as exc:
             message = str(exc)
             if "straddling" in message or "cannot infer number of columns" in message:
-                block *= 4  # a line longer than the block
+                block = 4 * (block or 1 << 20)  # a line longer than the block
                 if block > 4 * max(len(data), 1):
                     raise _explain(exc, data, name, layout, first_line) from None
                 continue
@@ -233,8 +239,7 @@ def read_delimited(
         _MEMORY_HINT,
     )
     body = pa.py_buffer(data)[layout.data_start :]
-    block = max(1 << 20, min(len(body) // 2 + 1, 1 << 26))
-    table, bad = _parse_or_explain(body, layout, source.name, layout.data_line, block)
+    table, bad = _parse_or_explain(body, layout, source.name, layout.data_line, None)
     del body, data, buffer
     if table.num_rows == 0:
         raise DataError(f"{source.name}: has a header but no data rows; add rows of numbers")

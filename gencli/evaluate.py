@@ -339,22 +339,34 @@ def evaluate_file(
     seed: int = 0,
     n_permutations: int = 200,
     stdin: IO[bytes] | None = None,
+    header: bool | None = None,
 ) -> dict[str, Any]:
     """Load a model, read ``data``, evaluate, and optionally write a report; return the result.
 
     The report path is checked (extension, folder, not an input) before any work starts.
+    ``header`` says whether a CSV's first row holds names (None: decide); notes on what
+    the reader guessed come first in ``result["notes"]``.
     """
     from gencli.data import read_table, require_finite
     from gencli.jobs import check_output
     from gencli.modelfile import load
+    from gencli.sources import check_input
 
+    check_input(data)  # first, so a bad data path is named as such
     if report is not None:
         from gencli.report import report_format
 
         report_format(report)
         check_output(report, model_path, data)
     model = load(model_path)
-    table = read_table(data, format=format, dropna=dropna, stdin=stdin)
+    table = read_table(
+        data,
+        format=format,
+        dropna=dropna,
+        stdin=stdin,
+        header=header,
+        non_numeric_hint="remove that column from the file",
+    )
     extra = model.extra_columns(table)
     aligned = require_finite(model.align(table), hint="pass --dropna")
     result = evaluate(model, aligned.values, seed=seed, n_permutations=n_permutations)
@@ -366,6 +378,7 @@ def evaluate_file(
         "matched_by": "name" if model.named_columns and table.named else "position",
         "ignored_columns": extra,
         **result,
+        "notes": [*table.notes, *result.get("notes", [])],
         "report_file": None if report is None else str(report),
     }
     if report is not None:

@@ -24,6 +24,7 @@ from gencli.data import Table, format_for, read_table
 from gencli.errors import DataError, OutputError
 from gencli.model import DensityModel
 from gencli.modelfile import load
+from gencli.sources import check_input
 from gencli.streams import TableWriter, finite_chunks, stream_table
 
 
@@ -64,16 +65,19 @@ def fit_file(
     report: str | os.PathLike[str] | None = None,
     stdin: IO[bytes] | None = None,
     background_import: bool = False,
+    header: bool | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Read ``data``, fit a density, save it to ``output`` (and a report); return the record.
 
     ``background_import`` imports scikit-learn while the data is read (the command line
-    does; see :func:`_import_in_background`).
+    does; see :func:`_import_in_background`). ``header`` says whether a CSV's first row
+    holds names (None: decide, and say so in ``record["notes"]`` when it is a guess).
 
     The record is what the report holds: the data, the candidates and their scores, the
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
     """
+    check_input(data)  # first, so a bad data path is named as such
     check_output(output, data)
     check_output(report, data, output)
     if report is not None:
@@ -83,7 +87,9 @@ def fit_file(
     started = time.perf_counter()
     wanted = "sklearn.mixture" if model == "gmm" and background_import else None
     loader = _import_in_background(wanted, data, format)
-    table = read_table(data, format=format, columns=columns, dropna=dropna, stdin=stdin)
+    table = read_table(
+        data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
+    )
     from gencli.fitting import fit  # not at the top: score and sample never need it
 
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
@@ -91,6 +97,7 @@ def fit_file(
         loader.join()
     fitted.save(output)
     record = fit_record(fitted, table, output, time.perf_counter() - started)
+    record["notes"] = list(table.notes)
     if report is not None:
         from gencli.report import write_report
 
@@ -222,6 +229,7 @@ def score_file(
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
+    header: bool | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``.
 
@@ -230,14 +238,16 @@ def score_file(
     rows whose log-density is below the Q-quantile of the held-out rows' (stored in the
     model file at fit time) get ``outlier = true``. ``mode`` is the KDE evaluation: 'fast'
     (relative error <= 1e-6), 'exact' or 'approx' (gridded; Gaussian kernel, 1-D and 2-D).
+    ``header`` is as for :func:`fit_file`; notes on guesses are in ``result["notes"]``.
     """
+    check_input(data)  # first, so a bad data path is named as such
     check_output(output, model_path, data)
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
-    stream = stream_table(data, format=format, stdin=stdin)
-    header = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
-    extra = model.extra_columns(header)
-    picks = model.column_picks(header)
+    stream = stream_table(data, format=format, stdin=stdin, header=header)
+    names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
+    extra = model.extra_columns(names)
+    picks = model.column_picks(names)
     flag_names = ["outlier"] if threshold is not None else []
     rows = 0
     total = 0.0
@@ -278,6 +288,7 @@ def score_file(
         "bits_per_dimension": -mean / (model.n_features * math.log(2)),
         "mode": mode if model.family == "kde" else None,
         "output": None if output is None else str(output),
+        "notes": list(stream.notes),
     }
 
 

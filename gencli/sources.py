@@ -222,7 +222,10 @@ def _open_stdin(stdin: IO[bytes] | None) -> Input:
         return Input("<stdin>", stream, None, owned=False)
     mode = info.st_mode
     if (stat.S_ISCHR(mode) and not os.isatty(fd)) or stat.S_ISBLK(mode):
-        _refuse_kind("<stdin>", mode)
+        raise DataError(
+            f"<stdin>: is {_KINDS[stat.S_IFMT(mode)]}, not data; redirect a data file "
+            "(< data.csv) or pipe the data in"
+        )
     if stat.S_ISREG(mode) and info.st_size > 0:
         try:
             size = max(0, info.st_size - os.lseek(fd, 0, os.SEEK_CUR))

@@ -86,9 +86,7 @@ def read_payload(
     if not chunks:
         # What `gencli score` says when a stream has no rows.
         raise DataError(f"{stream.source}: has no data rows; nothing to score")
-    return Table(
-        np.vstack(chunks), stream.columns, stream.named, stream.source, notes=stream.notes
-    )
+    return Table(np.vstack(chunks), stream.columns, stream.named, stream.source, notes=stream.notes)
 
 
 def check_table(table: Table) -> None:
