@@ -23,6 +23,7 @@ from gencli.sources import Input, read_all
 from gencli.table import (
     BadCell,
     RawTable,
+    count,
     default_names,
     first_value,
     from_arrow,
@@ -51,7 +52,7 @@ class NpyLayout:
         return self.shape[0] * self.shape[1] * self.dtype.itemsize
 
     def describe(self, name: str) -> str:
-        return f"reading {name} ({self.shape[0]:,} rows x {self.shape[1]:,} columns)"
+        return f"reading {name} ({count(self.shape[0], 'row')} x {count(self.shape[1], 'column')})"
 
 
 def read_npy_header(source: Input) -> NpyLayout:
@@ -312,7 +313,7 @@ def read_parquet(handle: Any, name: str, wanted: Sequence[int] | None) -> RawTab
     decoded = sum(8 if numeric[j] else 0 for j in picks)
     check_memory(
         rows * (decoded + 8 * len(picks)) + _largest_chunk(handle),
-        f"reading {name} ({rows:,} rows x {len(picks):,} columns)",
+        f"reading {name} ({count(rows, 'row')} x {count(len(picks), 'column')})",
         _HINT,
     )
     if len(set(names)) != len(names):  # columns cannot be read by name: read them all

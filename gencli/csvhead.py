@@ -273,12 +273,14 @@ def decide_header(rows: list[list[str]], quoted: bool, name: str) -> tuple[bool,
 
 
 def _column_kinds(rows: list[list[str]], n_columns: int) -> list[str]:
+    """'text' for a column with a cell that is neither a number nor true/false; else
+    'bool' or 'number', whichever most cells are (the others are then refused by row)."""
     kinds = []
     for j in range(n_columns):
-        seen = {_kind(r[j]) for r in rows if len(r) > j} - {"missing"}
-        if "text" in seen or ("bool" in seen and len(seen) > 1):
+        cells = [_kind(r[j]) for r in rows if len(r) > j]
+        if "text" in cells:
             kinds.append("text")
-        elif seen == {"bool"}:
+        elif cells.count("bool") > cells.count("int") + cells.count("decimal"):
             kinds.append("bool")
         else:
             kinds.append("number")

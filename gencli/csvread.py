@@ -33,6 +33,7 @@ from gencli.table import (
     TRUE_SPELLINGS,
     BadCell,
     RawTable,
+    count,
     first_bad_text,
     from_arrow,
     non_numeric_error,
@@ -76,7 +77,7 @@ def _layout(
     layout = read_layout(buffer[:end], source.name, delimiter, header)
     check_memory(
         len(layout.names) * COLUMN_BYTES * 2,
-        f"reading {source.name} ({len(layout.names):,} columns)",
+        f"reading {source.name} ({count(len(layout.names), 'column')})",
         _MEMORY_HINT,
     )
     return buffer, layout, at_end

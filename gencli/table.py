@@ -100,6 +100,11 @@ def preview(items: Sequence[Any], limit: int = 5) -> str:
     return f"{listed} (and {more} more)" if more > 0 else listed
 
 
+def count(n: int, noun: str) -> str:
+    """``1 column``, ``3 columns``, ``1,000 rows``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def default_names(n_columns: int) -> list[str]:
     """Names for columns that came without any: ``x0, x1, ...``."""
     return [f"x{i}" for i in range(n_columns)]

@@ -99,7 +99,7 @@ def test_header_rules(tmp_path, case, route):
     # Told, it obeys and says nothing; the two readings differ by exactly the first row.
     as_names = read(payload, route, tmp_path, header=True)
     if case == "number-over-booleans":  # as data, a column mixes numbers and true/false
-        with pytest.raises(DataError, match=r"not a number at row 2 .*: 'true'"):
+        with pytest.raises(DataError, match=r"not true or false at row 1 .*: '1'"):
             read(payload, route, tmp_path, header=False)
         return
     as_data = read(payload, route, tmp_path, header=False)
