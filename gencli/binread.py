@@ -29,6 +29,7 @@ from gencli.table import (
     from_arrow,
     is_number_type,
     non_numeric_error,
+    shown,
 )
 
 _MAX_NPY_HEADER = 1 << 16
@@ -88,6 +89,12 @@ def read_npy_header(source: Input) -> NpyLayout:
     except Exception as exc:  # numpy raises ValueError, SyntaxError, ...
         detail = " ".join(str(exc).split())[:200]
         raise DataError(f"{name}: is not a readable NPY file ({detail}); check the file") from None
+    if dtype.kind in "US" and dtype.itemsize and all(int(n) > 0 for n in shape):
+        first = np.frombuffer(source.read(dtype.itemsize), dtype=dtype, count=-1)
+        value = f": its first value is {shown(first[0])}" if first.size else ""
+        raise DataError(
+            f"{name}: holds text of type {dtype}, not numbers{value}; save a numeric array"
+        )
     return _check_npy(name, tuple(shape), bool(fortran), dtype, len(prefix) + length)
 
 

@@ -696,3 +696,62 @@ def test_csv_round_trip_property(tmp_path_factory, values):
     assert np.array_equal(table.values, values)
     nonzero = values != 0
     assert same_bits(table.values[nonzero], values[nonzero])
+
+
+# ----------------------------------------------------------------------------- cells named
+
+
+def test_a_long_or_odd_value_is_shown_shortened_and_escaped(tmp_path):
+    long_value = "y" * 200
+    path = write_bytes(tmp_path / "v.csv", f'a,b\n1,2\n3,"{long_value}\n\x1b]0;x"\n'.encode())
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    message = told(info, path)
+    assert "column 'b' has a value that is not a number at row 2" in message
+    assert "'" + "y" * 39 + "…'" in message
+    assert "\x1b" not in message and "\n" not in message
+
+
+def test_non_numeric_hint_can_be_replaced(tmp_path):
+    path = write_bytes(tmp_path / "m.csv", b"a,b\n1,x\n")
+    with pytest.raises(DataError, match=r"'x'; fix it, or remove that column from the file$"):
+        read_table(path, non_numeric_hint="remove that column from the file")
+
+
+def test_several_text_columns_name_the_first_cell_and_the_others(tmp_path):
+    table = pa.table({"a": [1.0, 2.0], "s": [None, "q"], "t": ["r", "s"], "d": [3, 4]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    with pytest.raises(DataError) as info:
+        read_table(tmp_path / "p.parquet")
+    assert told(info, tmp_path / "p.parquet") == (
+        "<path>: column 's' has a value that is not a number at row 2 (data rows, counting "
+        "from 1): 'q' (so do column 't'); fix it, or leave those columns out with --columns a,d"
+    )
+    picked = read_table(tmp_path / "p.parquet", columns="d,a")
+    np.testing.assert_array_equal(picked.values, [[3, 1], [4, 2]])
+
+
+def test_dataframe_text_column_names_its_first_value():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "s": [None, "u", "v"]})
+    with pytest.raises(DataError, match=r"column 's' has a value that is not a number at row 2"):
+        as_table(frame)
+
+
+def test_npy_text_names_its_first_value(tmp_path):
+    np.save(tmp_path / "t.npy", np.array([["a\x1b", "b"], ["c", "d"]]))
+    with pytest.raises(DataError) as info:
+        read_table(tmp_path / "t.npy")
+    assert "holds text of type <U2, not numbers: its first value is 'a\\x1b'" in str(info.value)
+
+
+def test_npy_in_fortran_order_reads_by_rows(tmp_path):
+    array = np.asfortranarray(np.arange(12.0).reshape(4, 3))
+    np.save(tmp_path / "f.npy", array)
+    assert same_bits(read_table(tmp_path / "f.npy").values, array)
+
+
+def test_stdin_redirected_from_a_file_reads_it(tmp_path):
+    path = write_bytes(tmp_path / "r.csv", b"a,b\n1.5,2\n3,4e2\n")
+    with open(path, "rb") as stdin:
+        table = read_table("-", stdin=stdin)
+    np.testing.assert_array_equal(table.values, [[1.5, 2.0], [3.0, 400.0]])

@@ -138,3 +138,83 @@ def test_rows_named_in_a_streamed_error_keep_their_spacing(gmm_model, tmp_path) 
     assert result.exit_code == 1
     assert "at row 2, 3 (data rows, counting from 1); remove them" in result.stderr
     assert not (tmp_path / "s.csv").exists()
+
+
+# ----------------------------------------------------------------------------- reading in blocks
+
+
+def _stream_values(source, **kwargs) -> np.ndarray:
+    from gencli.streams import finite_chunks, stream_table
+
+    return np.vstack(list(finite_chunks(stream_table(source, **kwargs))))
+
+
+def test_missing_values_in_a_late_block_are_missing_counted_from_the_start(tmp_path):
+    """Every spelling of a missing value, past the first block: missing, not text."""
+    from gencli.errors import DataError
+
+    rows = [f"{i}.25,{i}.5" for i in range(300_000)]  # more than one 4 MB block
+    for k, spelling in enumerate(["NA", "null", "N/A", "", "nan", "NaN"]):
+        rows[290_000 + 2 * k] = f"1.5,{spelling}"
+    (tmp_path / "gap.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    found = r"at row 290001, 290003, 290005, 290007, 290009 \(and 1 more\) \(data rows"
+    with pytest.raises(DataError, match=r"column 'b' has missing or infinite values " + found):
+        _stream_values(tmp_path / "gap.csv")
+
+
+def test_streamed_booleans_and_integers_read_as_the_whole_file_does(tmp_path) -> None:
+    from gencli.data import read_table
+
+    lines = ["a,flag,n"] + [f"{i / 4!r},{'true' if i % 3 else 'False'},{i}" for i in range(200_000)]
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    expected = np.array(
+        [[i / 4, 1.0 if i % 3 else 0.0, float(i)] for i in range(200_000)], dtype=np.float64
+    )
+    np.testing.assert_array_equal(_stream_values(tmp_path / "b.csv", chunk_rows=7000), expected)
+    np.testing.assert_array_equal(read_table(tmp_path / "b.csv").values, expected)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("route", ["file", "pipe"])
+def test_npy_streams_in_blocks_of_rows(tmp_path, order, route) -> None:
+    import io
+
+    array = np.asarray(np.arange(3 * 1001, dtype=">i4").reshape(1001, 3) * 7 - 5, order=order)
+    np.save(tmp_path / "a.npy", array)
+    source = tmp_path / "a.npy" if route == "file" else "-"
+    stdin = io.BytesIO((tmp_path / "a.npy").read_bytes())
+    from gencli.streams import stream_table
+
+    stream = stream_table(source, format="npy", stdin=stdin, chunk_rows=100)
+    chunks = list(stream.chunks)
+    assert max(len(c) for c in chunks) == 100 and stream.columns == ["x0", "x1", "x2"]
+    np.testing.assert_array_equal(np.vstack(chunks), array.astype(np.float64))
+
+
+def test_parquet_text_column_is_refused_by_score_with_its_row(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gencli.errors import DataError
+    from gencli.streams import stream_table
+
+    table = pa.table({"a": [1.0, 2.0, 3.0], "label": [None, None, "n\x07"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(DataError) as info:
+        stream_table(tmp_path / "t.parquet")
+    assert str(info.value) == (
+        f"{tmp_path / 't.parquet'}: column 'label' has a value that is not a number at row 3 "
+        "(data rows, counting from 1): 'n\\x07'; fix it, or remove that column"
+    )
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r", "\n"])
+def test_blocks_are_cut_at_line_ends_of_any_kind(tmp_path, ending) -> None:
+    """Every line end style, across block edges, with blank lines and quoted cells."""
+    values = np.round(np.random.default_rng(5).normal(size=(200_000, 2)), 6)
+    lines = ["a,b"] + [
+        f'"{a!r}",{b!r}' + (ending if i % 1000 == 0 else "")
+        for i, (a, b) in enumerate(values.tolist())
+    ]
+    (tmp_path / "e.csv").write_bytes(ending.join(lines).encode() + ending.encode())
+    np.testing.assert_array_equal(_stream_values(tmp_path / "e.csv", chunk_rows=4096), values)
