@@ -29,15 +29,14 @@ from gencli.limits import check_memory, format_size
 from gencli.sources import Input, read_all
 from gencli.table import (
     FALSE_SPELLINGS,
-    ROWS_NOTE,
     TRUE_SPELLINGS,
     BadCell,
     RawTable,
+    column_names,
     count,
     first_bad_text,
     from_arrow,
     non_numeric_error,
-    shown,
 )
 
 BLOCK_BYTES = 1 << 22  # arrow's per-call cost is paid once per block; 4 MB keeps it small
@@ -127,18 +126,25 @@ def _parse(
 
 
 def _parse_or_explain(
-    data: Any, layout: CsvLayout, name: str, first_line: int, block: int | None
+    data: Any,
+    layout: CsvLayout,
+    name: str,
+    first_line: int,
+    block: int | None,
+    nulls: list[bool] | None = None,
 ) -> tuple[Any, dict[int, BadCell | None]]:
     """Parse ``data`` (lines of the file from ``first_line`` on) with the layout's types.
 
     A cell that does not fit its column's type is found: missing-value words ('NA') first
-    get arrow's full list of them; then the column is read again as text and its first
-    offending cell is returned, by position, with the row counted within ``data``.
+    get arrow's full list of them (remembered in ``nulls`` for the blocks that follow);
+    then the column is read again as text and its first offending cell is returned, by
+    position, with the row counted within ``data``.
     """
     import pyarrow as pa
 
     text: set[int] = set()
-    full_nulls = False
+    nulls = nulls if nulls is not None else [False]
+    full_nulls = nulls[0]
     while True:
         try:
             table = _parse(data, layout, text, full_nulls, block)
@@ -155,7 +161,7 @@ def _parse_or_explain(
             if "UTF8" in message:
                 raise _utf8_error(data, name, first_line) from None
             if not full_nulls:
-                full_nulls = True
+                full_nulls = nulls[0] = True
                 continue
             column = int(match.group(1))
             if column in text or len(text) >= 8:
@@ -255,15 +261,16 @@ def stream_delimited(
     counted from the start of the file."""
     buffer, layout, at_end = _layout(source, delimiter, header)
     names = layout.names if layout.header else [f"x{j}" for j in range(len(layout.names))]
-    from gencli.table import column_names
-
     columns = column_names(names, source.name, named=layout.header)
 
     def blocks() -> Iterator[np.ndarray]:
         rows_before = 0
+        nulls = [False]  # once a block needs arrow's list of missing-value words, all do
         try:
             for data, line in _cut_blocks(source, buffer, layout, at_end):
-                table, bad = _parse_or_explain(data, layout, source.name, line, len(data) + 1)
+                table, bad = _parse_or_explain(
+                    data, layout, source.name, line, len(data) + 1, nulls
+                )
                 if table.num_rows == 0:
                     continue
                 raw = _to_raw(table, layout, source.name, bad)
@@ -293,7 +300,9 @@ def _cut_blocks(
     pending = buffer[layout.data_start :]
     del buffer[:]
     line = layout.data_line
-    size = max(BLOCK_BYTES, int(layout.bytes_per_value * len(layout.names) * 4096))
+    # Rows enough per block that arrow's per-call cost (it grows with the columns) is small.
+    size = min(max(BLOCK_BYTES, int(layout.bytes_per_value * len(layout.names) * 1024)), 1 << 26)
+    check_memory(4 * size, f"reading {source.name} in blocks of {format_size(size)}", _MEMORY_HINT)
     while pending or not at_end:
         while not at_end and len(pending) < size:
             more = source.read(size - len(pending))
@@ -321,4 +330,4 @@ def _last_line_end(data: bytearray) -> int:
     return max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end)) + 1
 
 
-__all__ = ["ROWS_NOTE", "read_delimited", "read_head", "shown", "stream_delimited"]
+__all__ = ["read_delimited", "read_head", "stream_delimited"]

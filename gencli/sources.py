@@ -15,6 +15,7 @@ stream is refused when it passes the memory budget instead of when the machine r
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import stat
@@ -88,6 +89,7 @@ class Prefixed(io.RawIOBase):
         super().close()
 
 
+@functools.cache
 def _pipefs_device() -> int:
     """The device number of anonymous pipes (named pipes live on their file system)."""
     read_end, write_end = os.pipe()
@@ -177,7 +179,8 @@ def open_input(source: str | os.PathLike[str], stdin: IO[bytes] | None = None) -
     path = os.fspath(source)
     check_input(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     try:
