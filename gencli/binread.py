@@ -23,6 +23,7 @@ from gencli.sources import Input, read_all
 from gencli.table import (
     BadCell,
     RawTable,
+    block_rows,
     count,
     default_names,
     first_value,
@@ -165,6 +166,7 @@ def stream_npy(source: Input, chunk_rows: int) -> tuple[list[str], Iterator[np.n
     _check_npy_size(source, layout)
     rows, cols = layout.shape
     row_bytes = cols * layout.dtype.itemsize
+    chunk_rows = block_rows(chunk_rows, cols)
     if layout.fortran and source.path is None:
         check_memory(layout.nbytes + rows * cols * 8, layout.describe(source.name), _HINT)
 
@@ -367,7 +369,7 @@ def stream_parquet(
         )
 
     def blocks() -> Iterator[np.ndarray]:
-        batches = handle.iter_batches(batch_size=chunk_rows)
+        batches = handle.iter_batches(batch_size=block_rows(chunk_rows, len(names)))
         while True:
             with _decoding(name):
                 batch = next(batches, None)

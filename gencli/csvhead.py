@@ -56,6 +56,7 @@ class CsvLayout:
     bytes_per_value: float
     data_start: int  # byte offset of the first data row's line (after the header)
     data_line: int  # its line number, counting from 1
+    line_end: bytes  # b"\n" (also ends \r\n lines), or b"\r" in a file without \n
 
 
 def check_start(head: bytes | bytearray, name: str) -> None:
@@ -318,4 +319,5 @@ def read_layout(
         bytes_per_value=max(1.0, len(head) / max(1.0, _line_ends(head, 0, len(head)) * per_line)),
         data_start=data_start,
         data_line=1 + (_line_ends(head, 0, data_start) if header else 0),
+        line_end=b"\n" if b"\n" in head or b"\r" not in head else b"\r",
     )

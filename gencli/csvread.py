@@ -32,6 +32,7 @@ from gencli.table import (
     TRUE_SPELLINGS,
     BadCell,
     RawTable,
+    block_rows,
     column_names,
     count,
     first_bad_text,
@@ -82,98 +83,97 @@ def _layout(
     return buffer, layout, at_end
 
 
-def _options(layout: CsvLayout, text: set[int], full_nulls: bool) -> dict[str, Any]:
-    """arrow's options: internal names c0, c1, ... (real ones may repeat) and fixed types."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    names = [f"c{j}" for j in range(len(layout.names))]
-    kinds = {"number": pa.float64(), "bool": pa.bool_(), "text": pa.string()}
-    types = {n: pa.string() if j in text else kinds[layout.kinds[j]] for j, n in enumerate(names)}
-    nulls = {} if full_nulls else {"null_values": [""]}
-    return {
-        "parse_options": pacsv.ParseOptions(delimiter=layout.delimiter),
-        "convert_options": pacsv.ConvertOptions(
-            column_types=types,
-            true_values=list(TRUE_SPELLINGS),
-            false_values=list(FALSE_SPELLINGS),
-            **nulls,
-        ),
-        "names": names,
-    }
-
-
-def _parse(
-    data: Any, layout: CsvLayout, text: set[int], full_nulls: bool, block: int | None
-) -> Any:
-    """Parse with arrow: a whole table in arrow's own blocks on its threads (``block`` None
-    or larger than a line), a block of lines on this thread only."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    options = _options(layout, text, full_nulls)
-    read_options = pacsv.ReadOptions(
-        column_names=options["names"],
-        use_threads=block is None or block < len(data),
-        block_size=block or 1 << 20,
-    )
-    return pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=read_options,
-        parse_options=options["parse_options"],
-        convert_options=options["convert_options"],
-    )
-
-
-def _parse_or_explain(
-    data: Any,
-    layout: CsvLayout,
-    name: str,
-    first_line: int,
-    block: int | None,
-    nulls: list[bool] | None = None,
-) -> tuple[Any, dict[int, BadCell | None]]:
-    """Parse ``data`` (lines of the file from ``first_line`` on) with the layout's types.
+class _Parser:
+    """Parses lines of one file with arrow, with the head's column names and types.
 
     A cell that does not fit its column's type is found: missing-value words ('NA') first
-    get arrow's full list of them (remembered in ``nulls`` for the blocks that follow);
-    then the column is read again as text and its first offending cell is returned, by
-    position, with the row counted within ``data``.
+    get arrow's full list of them (kept for the blocks that follow: that list costs a
+    fifth of the parse, so it is used only once needed); then the column is read again as
+    text and its first offending cell returned, by position, with its row in the block.
     """
-    import pyarrow as pa
 
-    text: set[int] = set()
-    nulls = nulls if nulls is not None else [False]
-    full_nulls = nulls[0]
-    while True:
-        try:
-            table = _parse(data, layout, text, full_nulls, block)
-        except pa.ArrowInvalid as exc:
-            message = str(exc)
-            if "straddling" in message or "cannot infer number of columns" in message:
-                block = 4 * (block or 1 << 20)  # a line longer than the block
-                if block > 4 * max(len(data), 1):
+    def __init__(self, layout: CsvLayout, name: str) -> None:
+        self.layout = layout
+        self.name = name
+        self.full_nulls = False
+        self._options: dict[tuple[frozenset[int], bool], Any] = {}
+
+    def options(self, text: frozenset[int]) -> Any:
+        """arrow's convert options (internal names c0, c1, ...: real ones may repeat)."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        key = (text, self.full_nulls)
+        if key not in self._options:
+            kinds = {"number": pa.float64(), "bool": pa.bool_(), "text": pa.string()}
+            types = {
+                f"c{j}": pa.string() if j in text else kinds[kind]
+                for j, kind in enumerate(self.layout.kinds)
+            }
+            nulls = {} if self.full_nulls else {"null_values": [""]}
+            self._options[key] = pacsv.ConvertOptions(
+                column_types=types,
+                true_values=list(TRUE_SPELLINGS),
+                false_values=list(FALSE_SPELLINGS),
+                **nulls,
+            )
+        return self._options[key]
+
+    def _read(self, data: Any, text: frozenset[int], block: int | None) -> Any:
+        """A whole table in arrow's own blocks on its threads (``block`` None), or a block
+        of lines on this thread."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        read_options = pacsv.ReadOptions(
+            column_names=[f"c{j}" for j in range(len(self.layout.names))],
+            use_threads=block is None or block < len(data),
+            block_size=block or 1 << 20,
+        )
+        return pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(data) if isinstance(data, memoryview) else data),
+            read_options=read_options,
+            parse_options=pacsv.ParseOptions(delimiter=self.layout.delimiter),
+            convert_options=self.options(text),
+        )
+
+    def parse(
+        self, data: Any, first_line: int, block: int | None
+    ) -> tuple[Any, dict[int, BadCell | None]]:
+        """The arrow table of ``data`` (lines from ``first_line`` on) and the first bad
+        cell of each column that has one."""
+        import pyarrow as pa
+
+        text: frozenset[int] = frozenset()
+        layout, name = self.layout, self.name
+        while True:
+            try:
+                table = self._read(data, text, block)
+                break
+            except pa.ArrowInvalid as exc:
+                message = str(exc)
+                if "straddling" in message or "cannot infer number of columns" in message:
+                    block = 4 * (block or 1 << 20)  # a line longer than the block
+                    if block > 4 * max(len(data), 1):
+                        raise _explain(exc, data, name, layout, first_line) from None
+                    continue
+                match = _CONVERSION.search(message)
+                if match is None:
                     raise _explain(exc, data, name, layout, first_line) from None
-                continue
-            match = _CONVERSION.search(message)
-            if match is None:
-                raise _explain(exc, data, name, layout, first_line) from None
-            if "UTF8" in message:
-                raise _utf8_error(data, name, first_line) from None
-            if not full_nulls:
-                full_nulls = nulls[0] = True
-                continue
-            column = int(match.group(1))
-            if column in text or len(text) >= 8:
-                raise _explain(exc, data, name, layout, first_line) from None
-            text.add(column)
-            continue
-        break
-    bad = {}
-    for j in sorted(text):
-        expected = "true or false" if layout.kinds[j] == "bool" else "a number"
-        bad[j] = first_bad_text(table.column(j), expected)
-    return table, bad
+                if "UTF8" in message:
+                    raise _utf8_error(data, name, first_line) from None
+                if not self.full_nulls:
+                    self.full_nulls = True
+                    continue
+                column = int(match.group(1))
+                if column in text or len(text) >= 8:
+                    raise _explain(exc, data, name, layout, first_line) from None
+                text = text | {column}
+        bad = {}
+        for j in sorted(text):
+            expected = "true or false" if layout.kinds[j] == "bool" else "a number"
+            bad[j] = first_bad_text(table.column(j), expected)
+        return table, bad
 
 
 def _utf8_error(data: Any, name: str, first_line: int) -> DataError:
@@ -246,7 +246,7 @@ def read_delimited(
         _MEMORY_HINT,
     )
     body = pa.py_buffer(data)[layout.data_start :]
-    table, bad = _parse_or_explain(body, layout, source.name, layout.data_line, None)
+    table, bad = _Parser(layout, source.name).parse(body, layout.data_line, None)
     del body, data, buffer
     if table.num_rows == 0:
         raise DataError(f"{source.name}: has a header but no data rows; add rows of numbers")
@@ -262,15 +262,14 @@ def stream_delimited(
     buffer, layout, at_end = _layout(source, delimiter, header)
     names = layout.names if layout.header else [f"x{j}" for j in range(len(layout.names))]
     columns = column_names(names, source.name, named=layout.header)
+    rows = block_rows(chunk_rows, len(columns))
 
     def blocks() -> Iterator[np.ndarray]:
         rows_before = 0
-        nulls = [False]  # once a block needs arrow's list of missing-value words, all do
+        parser = _Parser(layout, source.name)
         try:
             for data, line in _cut_blocks(source, buffer, layout, at_end):
-                table, bad = _parse_or_explain(
-                    data, layout, source.name, line, len(data) + 1, nulls
-                )
+                table, bad = parser.parse(data, line, len(data) + 1)
                 if table.num_rows == 0:
                     continue
                 raw = _to_raw(table, layout, source.name, bad)
@@ -285,8 +284,8 @@ def stream_delimited(
                         source.name, raw.columns, shifted, "remove that column from the file"
                     )
                 rows_before += raw.n_rows
-                for start in range(0, raw.n_rows, chunk_rows):
-                    yield raw.values[start : start + chunk_rows]
+                for start in range(0, raw.n_rows, rows):
+                    yield raw.values[start : start + rows]
         finally:
             source.close()
 
@@ -295,20 +294,25 @@ def stream_delimited(
 
 def _cut_blocks(
     source: Input, buffer: bytearray, layout: CsvLayout, at_end: bool
-) -> Iterator[tuple[bytes, int]]:
-    """Blocks of whole lines after the header, with the line number each starts on."""
-    pending = buffer[layout.data_start :]
+) -> Iterator[tuple[memoryview, int]]:
+    r"""Blocks of whole lines after the header, with the line number each starts on.
+
+    Lines are cut at the file's own line end only (a \n also ends a \r\n line; a stray
+    \r at a cut leaves an empty line, which arrow skips), so one scan finds the cut and
+    one count keeps the line numbers.
+    """
+    eol = layout.line_end
+    carry = bytes(buffer[layout.data_start :])
     del buffer[:]
     line = layout.data_line
     # Rows enough per block that arrow's per-call cost (it grows with the columns) is small.
     size = min(max(BLOCK_BYTES, int(layout.bytes_per_value * len(layout.names) * 1024)), 1 << 26)
     check_memory(4 * size, f"reading {source.name} in blocks of {format_size(size)}", _MEMORY_HINT)
-    while pending or not at_end:
-        while not at_end and len(pending) < size:
-            more = source.read(size - len(pending))
-            at_end = not more
-            pending += more
-        cut = len(pending) if at_end else _last_line_end(pending)
+    while carry or not at_end:
+        more = b"" if at_end else source.read(max(size - len(carry), 1))
+        at_end = at_end or len(more) < max(size - len(carry), 1)
+        data = carry + more if carry else more
+        cut = len(data) if at_end else data.rfind(eol) + 1
         if cut == 0:  # one line longer than the block: read on, within the memory budget
             size *= 2
             check_memory(
@@ -316,18 +320,11 @@ def _cut_blocks(
                 f"reading a line of {source.name} longer than {format_size(size // 2)}",
                 "check that the file has line ends",
             )
+            carry = data
             continue
-        data = bytes(pending[:cut])
-        del pending[:cut]
-        yield data, line
-        line += _line_ends(data, 0, len(data))
-
-
-def _last_line_end(data: bytearray) -> int:
-    r"""Just after the last line end in ``data`` (0 if none); a final \r waits for a
-    possible \n."""
-    end = len(data) - 1 if data.endswith(b"\r") else len(data)
-    return max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end)) + 1
+        carry = data[cut:]
+        yield memoryview(data)[:cut], line
+        line += data.count(eol, 0, cut)
 
 
 __all__ = ["read_delimited", "read_head", "stream_delimited"]

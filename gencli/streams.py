@@ -46,8 +46,9 @@ def stream_table(
     chunk_rows: int = CHUNK_ROWS,
     header: bool | None = None,
 ) -> TableStream:
-    """Open a table for reading in blocks of at most ``chunk_rows`` rows, from a file or a
-    pipe, with memory that does not grow with the number of rows.
+    """Open a table for reading in blocks of at most ``chunk_rows`` rows (fewer for wide
+    tables, see :func:`gencli.table.block_rows`), from a file or a pipe, with memory that
+    does not grow with the number of rows.
 
     ``header`` is as for :func:`gencli.data.read_table`: CSV/TSV decide it the same way.
     Every format streams: CSV/TSV in blocks of lines, NPY a block of rows at a time, and
