@@ -137,6 +137,29 @@ def test_a_numeric_header_is_not_silently_a_row(tmp_path):
     assert (streamed.columns, streamed.notes) == (fitted.columns, fitted.notes)
 
 
+@pytest.mark.parametrize("job", ["score", "evaluate"])
+def test_score_and_evaluate_check_the_data_path_first(tmp_path, job):
+    """Named for what it is, before the model or output is looked at (the path checks of
+    every kind are run through a real process in test_data_input.py)."""
+    (tmp_path / "loop1.csv").symlink_to("loop2.csv")
+    (tmp_path / "loop2.csv").symlink_to("loop1.csv")
+    run = score_file if job == "score" else evaluate_file
+    with pytest.raises(DataError, match=r"loop1.csv: the symbolic links in this path loop"):
+        run(tmp_path / "no-model.pkl", tmp_path / "loop1.csv")
+
+
+def test_score_refuses_a_device_and_a_named_pipe_at_once(tmp_path):
+    import os
+    import stat
+
+    os.mknod(tmp_path / "zero.csv", stat.S_IFCHR | 0o644, os.makedev(1, 5))
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(DataError, match=r"zero.csv: is a character device, not a data file"):
+        stream_table(tmp_path / "zero.csv")
+    with pytest.raises(DataError, match=r"fifo.csv: is a named pipe with nothing writing"):
+        stream_table(tmp_path / "fifo.csv")
+
+
 def test_jobs_pass_notes_and_header_through(tmp_path):
     rng = np.random.default_rng(1)
     rows = rng.normal(size=(60, 2))
@@ -159,7 +182,7 @@ def test_jobs_pass_notes_and_header_through(tmp_path):
 # ----------------------------------------------------------------------------- the contract
 
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     derandomize=True,
     database=None,

@@ -161,12 +161,13 @@ def folder(tmp_path_factory) -> Path:
     np.save(root / "trailing.npy", np.ones((4, 3)))
     with open(root / "trailing.npy", "ab") as handle:
         handle.write(bytes(16))
-    zeros_parquet(root / "zeros.parquet", 5_000_000)
+    zeros_parquet(root / "zeros.parquet", 3_000_000)
     pq.write_table(pa.table({"a": [1.5, None, 2.5], "name": [None, "x", "y"]}), root / "s.parquet")
     (root / "evil.csv").write_bytes(b"a,b,c\n1,2,3\n4,5,6\n7,\x1b[31mevil,9\n")
     lines = b"a,b,c\n" + b"123456.25,234567.5,345678.75\n" * 200_000 + b"1,oops,3\n"
     (root / "late.csv").write_bytes(lines)  # the bad cell is in the second 4 MB block
     (root / "flags.csv").write_bytes(b"a,flag\n1.5,true\n2.5,false\n3.5,1\n")
+    (root / "wide.csv").write_bytes(b"0," * 199_999 + b"0\n")  # 400 KB, 200,000 columns
     return root
 
 
@@ -177,9 +178,6 @@ CASES = {
     "char-device": Case(
         ["fit", "zero.csv", "-o", "{out}/m.pkl"], "zero.csv: is a character device"
     ),
-    "char-device-score": Case(
-        ["score", "abc.pkl", "zero.csv", "-o", "{out}/s.csv"], "zero.csv: is a character device"
-    ),
     "block-device": Case(["fit", "disk.csv", "-o", "{out}/m.pkl"], "disk.csv: is a block device"),
     "socket": Case(["fit", "sock.csv", "-o", "{out}/m.pkl"], "sock.csv: is a socket"),
     "stdin-device": Case(
@@ -189,17 +187,9 @@ CASES = {
     "fifo": Case(
         ["fit", "fifo.csv", "-o", "{out}/m.pkl"], "fifo.csv: is a named pipe with nothing writing"
     ),
-    "fifo-score": Case(
-        ["score", "abc.pkl", "fifo.csv", "-o", "{out}/s.csv"], "fifo.csv: is a named pipe"
-    ),
     # Paths that fail, each with its own reason.
     "symlink-loop": Case(
         ["fit", "loop1.csv", "-o", "{out}/m.pkl"], "loop1.csv: the symbolic links"
-    ),
-    "symlink-loop-evaluate": Case(["evaluate", "abc.pkl", "loop1.csv"], "in this path loop"),
-    "dangling-link": Case(
-        ["fit", "dangling.csv", "-o", "{out}/m.pkl"],
-        "dangling.csv: is a symbolic link to 'nowhere.csv', which does not exist",
     ),
     "through-a-file": Case(
         ["fit", "abc.csv/inner.csv", "-o", "{out}/m.pkl"], "abc.csv is a file, not a folder"
@@ -216,9 +206,9 @@ CASES = {
     ),
     "endless-csv-fit": Case(
         ["fit", "-", "-o", "{out}/m.pkl"],
-        "more than the 40 MB that GENCLI_MEMORY_LIMIT=40M allows",
+        "more than the 20 MB that GENCLI_MEMORY_LIMIT=20M allows",
         forever=ENDLESS_CSV,
-        env={"GENCLI_MEMORY_LIMIT": "40M"},
+        env={"GENCLI_MEMORY_LIMIT": "20M"},
     ),
     "endless-first-line-score": Case(
         ["score", "abc.pkl", "-", "-o", "{out}/s.csv"],
@@ -227,9 +217,17 @@ CASES = {
     ),
     "endless-line-score": Case(
         ["score", "abc.pkl", "-", "-o", "{out}/s.csv"],
-        "GENCLI_MEMORY_LIMIT=64M allows",
+        "a line of <stdin> longer than 4 MB would need about 32 MB of memory, more than the "
+        "20 MB that GENCLI_MEMORY_LIMIT=20M allows",
         forever=(b"a,b,c\n1,2,3\n", b"1234567,"),
-        env={"GENCLI_MEMORY_LIMIT": "64M"},
+        env={"GENCLI_MEMORY_LIMIT": "20M"},
+    ),
+    # arrow's CSV reader holds about 10 KB per column: checked from the first line.
+    "wide-csv": Case(
+        ["fit", "wide.csv", "-o", "{out}/m.pkl"],
+        "reading wide.csv (200,000 columns) would need about 6.1 GB of memory, more than the "
+        "100 MB that GENCLI_MEMORY_LIMIT=100M allows",
+        env={"GENCLI_MEMORY_LIMIT": "100M"},
     ),
     # NPY: the header is checked against the file and the budget before any allocation.
     "npy-huge-shape": Case(
@@ -256,15 +254,15 @@ CASES = {
     # Parquet: rows x columns from the footer, checked before decoding.
     "parquet-bomb-fit": Case(
         ["fit", "zeros.parquet", "-o", "{out}/m.pkl"],
-        "zeros.parquet (5,000,000 rows x 1 column) would need about 76.3 MB of memory, "
-        "more than the 50 MB that GENCLI_MEMORY_LIMIT=50M allows",
-        env={"GENCLI_MEMORY_LIMIT": "50M"},
+        "zeros.parquet (3,000,000 rows x 1 column) would need about 45.8 MB of memory, "
+        "more than the 30 MB that GENCLI_MEMORY_LIMIT=30M allows",
+        env={"GENCLI_MEMORY_LIMIT": "30M"},
     ),
     "parquet-bomb-pipe-fit": Case(
         ["fit", "-", "--format", "parquet", "-o", "{out}/m.pkl"],
-        "<stdin> (5,000,000 rows x 1 column) would need about 76.3 MB",
+        "<stdin> (3,000,000 rows x 1 column) would need about 45.8 MB",
         stdin_file="zeros.parquet",
-        env={"GENCLI_MEMORY_LIMIT": "50M"},
+        env={"GENCLI_MEMORY_LIMIT": "30M"},
     ),
     # Cells that are not numbers: row, column and value (escaped), and what to do.
     "bad-cell": Case(
@@ -313,16 +311,21 @@ def test_refused_in_one_line_and_nothing_written(outcomes, name):
 # ----------------------------------------------------------------------------- pipes that work
 
 
-def data_hash(model_path: Path) -> str:
-    return gencli.load(model_path).metadata["data_sha256"]
+def scores_of(folder: Path, scores: Path) -> None:
+    """The scores gencli wrote are those of abc.csv's rows, parsed here by numpy."""
+    rows = np.loadtxt(folder / "abc.csv", delimiter=",", skiprows=1)
+    expected = gencli.load(folder / "abc.pkl").score_samples(rows)
+    np.testing.assert_array_equal(np.load(scores)[:, 0], expected)
 
 
 def test_process_substitution_reads_as_the_file(folder, tmp_path):
-    """``fit <(cat data.csv)`` reads /dev/fd/63, a pipe with a writer: the same rows."""
-    script = f'"$@" fit <(cat {folder / "abc.csv"}) --format csv -k 1 -o {tmp_path / "p.pkl"} -q'
-    proc = subprocess.run(["bash", "-c", script, "bash", *GENCLI], capture_output=True, timeout=60)
+    """``score MODEL <(cat data.csv)`` reads /dev/fd/63, a pipe with a writer."""
+    script = f'"$@" score {folder / "abc.pkl"} <(cat {folder / "abc.csv"}) --format csv -o s.npy'
+    proc = subprocess.run(
+        ["bash", "-c", script, "bash", *GENCLI], cwd=tmp_path, capture_output=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
-    assert data_hash(tmp_path / "p.pkl") == data_hash(folder / "abc.pkl")
+    scores_of(folder, tmp_path / "s.npy")
 
 
 def test_named_pipe_with_a_writer_is_read(folder, tmp_path):
@@ -331,7 +334,8 @@ def test_named_pipe_with_a_writer_is_read(folder, tmp_path):
     writer_end = os.open(fifo, os.O_RDWR)  # a writer exists before gencli opens the pipe
     try:
         proc = subprocess.Popen(
-            [*GENCLI, "fit", str(fifo), "-k", "1", "-o", str(tmp_path / "f.pkl"), "-q"],
+            [*GENCLI, "score", str(folder / "abc.pkl"), str(fifo), "-o", "s.npy", "-q"],
+            cwd=tmp_path,
             stderr=subprocess.PIPE,
         )
         try:
@@ -348,7 +352,7 @@ def test_named_pipe_with_a_writer_is_read(folder, tmp_path):
     finally:
         if writer_end >= 0:
             os.close(writer_end)
-    assert data_hash(tmp_path / "f.pkl") == data_hash(folder / "abc.pkl")
+    scores_of(folder, tmp_path / "s.npy")
 
 
 def wait_until_open(pid: int, path: Path, timeout: float = 60) -> None:
@@ -400,7 +404,7 @@ def small_score_rss(folder) -> float:
 
 @pytest.mark.parametrize("route", ["file", "pipe"])
 def test_score_streams_a_parquet_bomb_in_flat_memory(folder, small_score_rss, route):
-    """5M zeros in one row group (40 MB decoded, twice that as arrow and numpy) score with
+    """3M zeros in one row group (24 MB decoded, twice that as arrow and numpy) score with
     the memory of a three-row file; the scores match the closed form at 0."""
     args = ["score", "a.pkl", "-o", f"z-{route}.npy"]
     if route == "file":
@@ -408,13 +412,13 @@ def test_score_streams_a_parquet_bomb_in_flat_memory(folder, small_score_rss, ro
     else:
         with open(folder / "zeros.parquet", "rb") as stdin:
             big = peak_rss_mb([*args, "-", "--format", "parquet"], folder, stdin=stdin)
-    assert big - small_score_rss < 30, (small_score_rss, big)
+    assert big - small_score_rss < 20, (small_score_rss, big)
     scores = np.load(folder / f"z-{route}.npy", mmap_mode="r")
     # One Gaussian fitted by maximum likelihood: the rows' mean and (ddof=0) spread.
     training = np.loadtxt(folder / "a.csv", skiprows=1)
     expected = norm.logpdf(0.0, training.mean(), training.std())
-    assert scores.shape == (5_000_000, 1)
-    np.testing.assert_allclose(scores[[0, 2_500_000, -1], 0], expected, rtol=1e-5)
+    assert scores.shape == (3_000_000, 1)
+    np.testing.assert_allclose(scores[[0, 1_500_000, -1], 0], expected, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- types across blocks
@@ -424,9 +428,9 @@ def test_score_reads_integers_that_turn_decimal_after_the_first_block(folder, tm
     """Column types come from the head, not from the first block arrow happens to see:
     whole numbers for more than one 4 MB block, then decimals, read as fit reads them
     (integers above 2**53 to the nearest float)."""
-    whole = [f"{i},{i * 3 - 7},{2**53 + 1 + 2 * i}" for i in range(300_000)]
+    whole = [f"{i},{i * 3 - 7},{2**53 + 1 + 2 * i}" for i in range(160_000)]
     text = "a,b,c\n" + "\n".join([*whole, "0.5,1.25,2.75", "-3.5,1e3,4"]) + "\n"
-    assert len(text) > 2 * (4 << 20)
+    assert len(text) > 4 << 20
     (tmp_path / "switch.csv").write_text(text)
     proc = subprocess.run(
         [*GENCLI, "score", str(folder / "abc.pkl"), "switch.csv", "-o", "s.npy", "-q"],
