@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,7 @@ def zeros_parquet(path: Path, n: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def folder(tmp_path_factory) -> Iterator[Path]:
     """Every odd input the cases use, and a model over one column 'a' and one over a, b, c."""
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
@@ -168,7 +168,11 @@ def folder(tmp_path_factory) -> Path:
     (root / "late.csv").write_bytes(lines)  # the bad cell is in the second 4 MB block
     (root / "flags.csv").write_bytes(b"a,flag\n1.5,true\n2.5,false\n3.5,1\n")
     (root / "wide.csv").write_bytes(b"0," * 199_999 + b"0\n")  # 400 KB, 200,000 columns
-    return root
+    with open(root / "sparse.csv", "wb") as handle:  # 100 KB of rows, then a 50 GB hole
+        handle.write(b"a,b\n" + b"1.5,2.5\n" * 12_500)
+        handle.truncate(50 << 30)
+    yield root
+    (root / "sparse.csv").unlink()  # 50 GB to anything that copies it without holes
 
 
 NAME_TOO_LONG = "n" * 300 + ".csv"
@@ -221,6 +225,12 @@ CASES = {
         "20 MB that GENCLI_MEMORY_LIMIT=20M allows",
         forever=(b"a,b,c\n1,2,3\n", b"1234567,"),
         env={"GENCLI_MEMORY_LIMIT": "20M"},
+    ),
+    # A file is judged by its size before it is read.
+    "huge-file": Case(
+        ["fit", "sparse.csv", "-o", "{out}/m.pkl"],
+        "reading sparse.csv (50 GB) would need about",
+        env={"GENCLI_MEMORY_LIMIT": "1G"},
     ),
     # arrow's CSV reader holds about 10 KB per column: checked from the first line.
     "wide-csv": Case(
