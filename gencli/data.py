@@ -11,14 +11,14 @@ import io
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from gencli.errors import DataError, OutputError
+from gencli.errors import DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -556,48 +556,12 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
     return require_finite(table, hint="")
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def write_all(stream: IO[bytes], payload: bytes) -> None:
-    """Write every byte: a buffered write to a pipe may stop short when the reader closes,
-    and the next write then raises BrokenPipeError instead of losing data silently."""
-    view = memoryview(payload)
-    while view:
-        written = stream.write(view)
-        if written is None or written >= len(view):
-            return
-        view = view[written:]
-
-
-def write_table(
-    values: np.ndarray,
-    columns: Sequence[str],
-    path: str | os.PathLike[str],
-    *,
-    format: str | None = None,
-    stdout: IO[bytes] | None = None,
-    flags: Mapping[str, np.ndarray] | None = None,
-) -> None:
-    """Write a whole table atomically to ``path`` (format by extension), or CSV to stdout
-    for '-'; ``flags`` are boolean columns after the numbers. See
-    :class:`gencli.streams.TableWriter`, which this writes through."""
-    from gencli.streams import TableWriter
-
-    values = np.asarray(values)
-    flags = flags or {}
-    with TableWriter(path, columns, list(flags), format=format, stdout=stdout) as writer:
-        writer.write(values, flags)
-
-
 __all__ = [
     "FORMATS",
-    "OutputError",
     "Table",
     "as_table",
     "format_for",
     "read_table",
     "require_finite",
     "select_columns",
-    "write_table",
 ]

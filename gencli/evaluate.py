@@ -344,15 +344,15 @@ def evaluate_file(
 
     The report path is checked (extension, folder, not an input) before any work starts.
     """
+    from gencli.atomic import check_outputs
     from gencli.data import read_table, require_finite
-    from gencli.jobs import check_output
     from gencli.modelfile import load
 
     if report is not None:
-        from gencli.report import report_format
+        from gencli.report import report_outputs
 
-        report_format(report)
-        check_output(report, model_path, data)
+        check_outputs([report], [model_path, data])
+        check_outputs(report_outputs(report), [model_path, data])
     model = load(model_path)
     table = read_table(data, format=format, dropna=dropna, stdin=stdin)
     extra = model.extra_columns(table)
@@ -371,7 +371,8 @@ def evaluate_file(
     if report is not None:
         from gencli.report import write_report
 
-        write_report(report, result, model, aligned.values)
+        files = write_report(report, result, model, aligned.values)
+        result["report_files"] = [str(f) for f in files]
     return result
 
 
