@@ -69,6 +69,8 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     except FileNotFoundError:
         info = None
     except OSError as exc:  # a link loop, a path through a file, a name too long
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputError(_too_long(given)) from exc
         raise OutputError(f"{given}: cannot be written: {reason(exc)}") from exc
     if info is not None:
         if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
@@ -85,14 +87,22 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     if info is None and not folder.is_dir():
         shown = given.parent if str(given.parent) else Path(".")
         raise OutputError(f"{given}: folder {shown} does not exist; create it first")
-    limit = _name_max(folder)
-    size = len(os.fsencode(target.name))
-    if size > limit:
-        raise OutputError(
-            f"{given}: the file name is {size} bytes, longer than the {limit} a name may "
+    if len(os.fsencode(target.name)) > _name_max(folder):
+        raise OutputError(_too_long(given))
+    return target, False
+
+
+def _too_long(given: Path) -> str:
+    """The refusal of a name or path too long for the file system, the name cut short."""
+    folder = given.parent if given.parent.is_dir() else Path(".")
+    name, limit = os.fsencode(given.name), _name_max(folder)
+    shown = given.name if len(given.name) <= 60 else f"{given.name[:28]}...{given.name[-28:]}"
+    if len(name) > limit:
+        return (
+            f"{shown}: the file name is {len(name)} bytes, longer than the {limit} a name may "
             "have here; choose a shorter name"
         )
-    return target, False
+    return f"{shown}: the path is longer than the file system allows; choose a shorter name"
 
 
 def check_outputs(

@@ -63,8 +63,14 @@ def say(line: str, *, escape: bool = True) -> None:
 
 def out(line: str, *, escape: bool = True) -> None:
     """One line of a command's result on stdout (a summary; JSON with ``escape=False``)."""
-    stream = sys.stdout
-    stream.write((printable(line) if escape else line) + "\n")
+    try:
+        sys.stdout.write((printable(line) if escape else line) + "\n")
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        from gencli.errors import OutputError
+
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
 
 
 class _ClosedRaw(io.RawIOBase):
