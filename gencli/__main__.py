@@ -7,6 +7,7 @@ signal's exit status, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -17,16 +18,23 @@ def main() -> None:
     install_stop_handlers()
     try:
         from gencli.cli import main as run
-    except Stopped as stop:  # while the command line itself was loading
-        import os
+
+        run()
+    except Stopped as stop:  # before the command line's own boundary, or after it
         import signal
 
+        from gencli import atomic
+
         name = signal.Signals(stop.signum).name
+        verb = {"SIGTERM": "terminated", "SIGHUP": "hung up"}.get(name, "interrupted")
+        if atomic.written:
+            done = f"after writing {', '.join(atomic.written)}; nothing else was written"
+        else:
+            done = "no output file was written"
         if sys.stderr is not None:
-            sys.stderr.write("Error: interrupted; no output file was written\n")
+            sys.stderr.write(f"Error: {verb}; {done}\n")
             sys.stderr.flush()
         os._exit(STOP_SIGNALS.get(name, 130))
-    run()
 
 
 if __name__ == "__main__":

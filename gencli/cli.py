@@ -726,19 +726,19 @@ def main() -> None:
     from gencli.errors import install_stop_handlers
 
     install_stop_handlers()
-    guard_standard_streams()
-    keep_freed_memory()
-    _quiet_library_warnings()
     try:
+        guard_standard_streams()
+        keep_freed_memory()
+        _quiet_library_warnings()
         cli.main(prog_name="gencli")
         code: Any = 0
     except SystemExit as exc:
         code = exc.code
-    except BaseException as exc:  # outside the error boundary: while parsing or rendering
+    except BaseException as exc:  # outside the error boundary: while starting or rendering
         from gencli.cli_options import DEBUG
 
         translated = translate(exc)
-        if DEBUG["on"] and not isinstance(translated, QuietExit):
+        if DEBUG["on"] and not isinstance(translated, (QuietExit, Interrupted)):
             raise
         if isinstance(translated, QuietExit):
             _exit_now(translated.code)
@@ -826,12 +826,16 @@ def _exit_now(code: Any) -> None:
             sys.stdout.flush()
     except BrokenPipeError:
         code = EXIT_BROKEN_PIPE
-    except (OSError, ValueError) as exc:
-        from gencli.atomic import reason
-
+    except Exception as exc:  # a full disk or a closed stdout (see console._StdoutRaw)
         if code == 0:  # else the error that ended the run has been said already
-            why = reason(exc) if isinstance(exc, OSError) else str(exc)
-            _print_error(f"cannot write to stdout: {why}; what was printed is incomplete")
+            from gencli.atomic import reason
+
+            why = (
+                str(exc)
+                if isinstance(exc, GencliError)
+                else f"cannot write to stdout: {reason(exc) if isinstance(exc, OSError) else exc}"
+            )
+            _print_error(f"{why}; what was printed is incomplete")
             code = 1
     with contextlib.suppress(Exception):
         if sys.stderr is not None:

@@ -73,6 +73,50 @@ def out(line: str, *, escape: bool = True) -> None:
         raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
 
 
+class _StdoutRaw(io.RawIOBase):
+    """Descriptor 1, whose write failures (a full disk, a closed descriptor) say "stdout".
+
+    Everything printed goes through here (click, rich, the table writers), so a failure is
+    one message naming stdout wherever it happens; a reader that went away stays a
+    BrokenPipeError, which ends the run quietly.
+    """
+
+    name = "<stdout>"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return os.isatty(1)
+
+    def fileno(self) -> int:
+        return 1
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(1, data)
+        except (BrokenPipeError, InterruptedError, BlockingIOError):
+            raise
+        except OSError as exc:
+            from gencli.errors import OutputError
+
+            raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+
+
+def _guarded_stdout(raw: io.RawIOBase) -> io.TextIOWrapper:
+    """A text stdout over ``raw`` that behaves like Python's own (encoding, line buffering)."""
+    old = sys.stdout
+    encoding = getattr(old, "encoding", None) or "utf-8"
+    errors = getattr(old, "errors", None) or "strict"
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw, buffer_size=1 << 16),
+        encoding=encoding,
+        errors=errors,
+        line_buffering=raw.isatty(),
+        write_through=False,
+    )
+
+
 class _ClosedRaw(io.RawIOBase):
     """A stream standing in for a standard stream that was closed when gencli started."""
 
@@ -83,7 +127,11 @@ class _ClosedRaw(io.RawIOBase):
         return True
 
     def write(self, _data: Any) -> int:
-        raise OSError(errno.EBADF, f"{self.name} is closed")
+        from gencli.errors import OutputError
+
+        raise OutputError(
+            f"cannot write to {self.name}: it is closed; run without >&- or give -o FILE"
+        ) from OSError(errno.EBADF, f"{self.name} is closed")
 
 
 def guard_standard_streams() -> None:
@@ -96,19 +144,33 @@ def guard_standard_streams() -> None:
     pipe, and a closed stdout or stderr is replaced by a stream whose writes raise EBADF,
     which the command line reports as one line.
     """
+    closed = set()
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
         except OSError:
+            closed.add(name)
             read_end, write_end = os.pipe()
             if read_end != fd:  # another gap below took it; put it where it belongs
                 os.dup2(read_end, fd)
                 os.close(read_end)
             os.close(write_end)
-            if name == "stdout":
-                sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedRaw(name)))
-            elif name == "stderr":
-                sys.stderr = None
+    if "stdout" in closed:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedRaw("stdout")))
+    elif sys.stdout is not None and getattr(sys.stdout, "fileno", None) is not None:
+        with _suppress_odd_stdout():
+            if sys.stdout.fileno() == 1:
+                sys.stdout.flush()
+                sys.stdout = _guarded_stdout(_StdoutRaw())
+    if "stderr" in closed:
+        sys.stderr = None
+
+
+def _suppress_odd_stdout() -> Any:
+    """A stdout replaced by the caller (a test runner's capture) is left as it is."""
+    import contextlib
+
+    return contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation)
 
 
 def stdout_is_terminal() -> bool:

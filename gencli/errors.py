@@ -64,9 +64,11 @@ def on_stop_signal(signum: int, _frame: object) -> None:
 
 
 def install_stop_handlers() -> None:
-    """Route every stop signal this platform has through :func:`on_stop_signal`."""
+    """Route every stop signal this platform has through :func:`on_stop_signal`, except one
+    the caller chose to ignore (``nohup`` ignores SIGHUP, a script's background job SIGINT)."""
     import signal
 
     for name in STOP_SIGNALS:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), on_stop_signal)
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, on_stop_signal)

@@ -410,3 +410,22 @@ def test_a_signal_while_the_libraries_load_is_still_a_clean_stop(job, sig):
         with contextlib.suppress(FileNotFoundError):
             (job / "late.pkl").unlink()
         assert not temporary_files(job)
+
+
+def test_a_signal_the_caller_ignores_stays_ignored(job):
+    """Under nohup (SIGHUP ignored) a hang-up must not stop the run."""
+    proc = subprocess.Popen(
+        [*GENCLI, "sample", "m.pkl", "-n", "400000", "-o", "s.csv"],
+        cwd=job,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 60
+    while not temporary_files(job) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGHUP)
+    code, err = finish(proc)
+    assert code == 0, err
+    assert len((job / "s.csv").read_text().splitlines()) == 400001
