@@ -13,7 +13,7 @@ of a declared shape and dtype.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -74,24 +74,40 @@ class PlainDtype:
         self.built = False
 
     def set_state(self, state: Any) -> None:
-        """Accept only the plain dtype's own state, in any byte order (no flags, fields,
-        subarray or metadata: those are how a dtype claims to hold Python objects)."""
+        """Accept only the plain dtype's own state, in any byte order: no flags, fields,
+        subarray or metadata (those are how a dtype claims to hold Python objects)."""
         expected = self.dtype.__reduce__()[2]
-        if (
-            self.built
-            or type(state) is not tuple
-            or len(state) != len(expected)
-            or not same(state[0], expected[0])
-            or state[1] not in _BYTE_ORDERS
-            or not all(same(a, b) for a, b in zip(state[2:], expected[2:], strict=True))
-        ):
-            raise Refused(
-                f"it declares a numpy {self.code} dtype whose state is not that of plain "
-                "numbers (object flags, fields or a subarray)"
-            )
+        if self.built:
+            self._refuse("its state set twice")
+        if type(state) is not tuple or len(state) != len(expected):
+            self._refuse("a state numpy does not write")
+        if state[1] not in _BYTE_ORDERS:
+            self._refuse("a byte order that is none of < > | =")
+        for i, what in enumerate(_STATE_PARTS):
+            if i != 1 and not same(state[i], expected[i]):
+                self._refuse(what)
         self.built = True
         if state[1] in "<>":
             self.dtype = self.dtype.newbyteorder(state[1])
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise Refused(
+            f"it declares a numpy {self.code} dtype with {what}, which plain numbers never have"
+        )
+
+
+# What each item of numpy's dtype state (3, byte order, subarray, names, fields, item size,
+# alignment, flags) would mean if it differed from a plain dtype's.
+_STATE_PARTS = (
+    "a state version numpy does not write",
+    "a byte order",
+    "a subarray",
+    "field names",
+    "fields",
+    "an item size of its own",
+    "an alignment of its own",
+    "object flags (it claims to hold Python objects)",
+)
 
 
 def array_shape(value: Any) -> tuple[int, ...]:
