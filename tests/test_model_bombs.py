@@ -258,6 +258,25 @@ def test_honest_assembled_arrays_load_with_their_values(plain, order, tmp_path) 
     assert np.all(np.isfinite(loaded.score_samples(points[:5] * loaded.scale + loaded.shift)))
 
 
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+@pytest.mark.parametrize("layout", ["C", "F", "big-endian"])
+def test_arrays_pickled_by_numpy_in_any_protocol_and_layout_load(plain, protocol, layout):
+    """Protocols 3-4 pickle arrays with _reconstruct, 5 with _frombuffer over a bytearray;
+    a Fortran-ordered array keeps its layout, a big-endian one its byte order."""
+    points = plain["kde"]["params"]["points"]
+    stored = {
+        "C": points,
+        "F": np.asfortranarray(points),
+        "big-endian": points.astype(">f8"),
+    }[layout]
+    changed = pickle.loads(pickle.dumps(plain["kde"]))
+    changed["params"]["points"] = stored
+    loaded = modelfile.loads(pickle.dumps(changed, protocol=protocol), "m.pkl")
+    np.testing.assert_array_equal(loaded.params["points"], points)
+    assert loaded.params["points"].dtype == stored.dtype
+    assert loaded.params["points"].flags.f_contiguous == (layout == "F")
+
+
 @pytest.mark.parametrize(
     "kernel", ["gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine"]
 )
