@@ -85,7 +85,7 @@ def op_build(target: bytes, state: bytes) -> bytes:
 
 
 def op_put(index: int) -> bytes:
-    return b"r" + struct.pack("<I", index)  # LONG_BINPUT: high indices stay clear of the model's
+    return b"r" + struct.pack("<I", index)  # LONG_BINPUT
 
 
 def op_get(index: int) -> bytes:
@@ -115,9 +115,14 @@ def op_array(shape: tuple[int, ...], data: bytes, dtype: bytes | None = None) ->
     return op_build(shell, state)
 
 
-def dag(depth: int, width: int, leaf: bytes, kind: str = "list", base: int = 1 << 20) -> bytes:
+def dag(depth: int, width: int, leaf: bytes, kind: str = "list") -> Callable[[int], bytes]:
     """Level k holds level k-1 ``width`` times, by memo reference: a few bytes per level,
-    ``width ** depth`` references in all. Pushes the top level only."""
+    ``width ** depth`` references in all. Pushes the top level only; memoizes from ``base``
+    on (see :func:`with_snippet`)."""
+    return lambda base: _dag(depth, width, leaf, kind, base)
+
+
+def _dag(depth: int, width: int, leaf: bytes, kind: str, base: int) -> bytes:
     out = leaf + op_put(base)
     for level in range(1, depth + 1):
         refs = [op_get(base + level - 1)] * width
@@ -146,16 +151,28 @@ def plain() -> dict[str, dict]:
     }
 
 
-def with_snippet(plain_model: dict, where: tuple[str, ...], snippet: bytes) -> bytes:
-    """The model file with the field at ``where`` replaced by the value ``snippet`` pushes."""
+def with_snippet(
+    plain_model: dict, where: tuple[str, ...], snippet: bytes | Callable[[int], bytes]
+) -> bytes:
+    """The model file with the field at ``where`` replaced by the value ``snippet`` pushes.
+
+    A snippet that memoizes is given the first memo index the file had not used yet at that
+    point (the file's own later entries overwrite its ones, which it never reads again).
+    """
     changed = pickle.loads(pickle.dumps(plain_model))  # a deep copy (our own data)
     target = changed
     for key in where[:-1]:
         target = target[key]
     target[where[-1]] = PLACEHOLDER
     payload = pickle.dumps(changed, protocol=3)
-    assert payload.count(op_str(PLACEHOLDER)) == 1
-    return payload.replace(op_str(PLACEHOLDER), snippet)
+    marker = op_str(PLACEHOLDER)
+    assert payload.count(marker) == 1
+    if callable(snippet):
+        after = payload[payload.index(marker) + len(marker) :]
+        assert after[:1] in (b"q", b"r")  # the file memoizes the placeholder next
+        free = after[1] if after[:1] == b"q" else struct.unpack("<I", after[1:5])[0]
+        snippet = snippet(free)
+    return payload.replace(marker, snippet)
 
 
 def limit_address_space() -> None:
@@ -352,10 +369,10 @@ ARRAY_BOMBS = {
     # Two arrays over the same bytes (the memo shares them): each must have its own.
     "shared-bytes": (
         ("params", "points"),
-        op_list(
-            op_bytes(bytes(64)) + op_put(1 << 20) + b"0",
-            op_array((4, 2), bytes(64)).replace(op_bytes(bytes(64)), op_get(1 << 20)),
-            op_array((4, 2), bytes(64)).replace(op_bytes(bytes(64)), op_get(1 << 20)),
+        lambda base: op_list(
+            op_bytes(bytes(64)) + op_put(base) + b"0",
+            op_array((4, 2), bytes(64)).replace(op_bytes(bytes(64)), op_get(base)),
+            op_array((4, 2), bytes(64)).replace(op_bytes(bytes(64)), op_get(base)),
         ),
         ["refused", "same bytes"],
     ),
@@ -662,7 +679,10 @@ def test_an_unreadable_model_file_says_permission_denied(plain, tmp_path) -> Non
 Maker = Callable[[dict, Path], "str | None"]
 
 
-def crafted(family: str, where: tuple[str, ...], snippet: Callable[[dict], bytes]) -> Maker:
+Snippet = bytes | Callable[[int], bytes]
+
+
+def crafted(family: str, where: tuple[str, ...], snippet: Callable[[dict], Snippet]) -> Maker:
     """A maker of bomb.pkl: the family's real file with the field at ``where`` crafted."""
 
     def make(plain: dict, folder: Path) -> str:
