@@ -159,7 +159,7 @@ def read_model_file(path: str | os.PathLike[str]) -> bytes:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode):
                 raise _not_regular(name, opened.st_mode)
-            payload = handle.read(opened.st_size + 1)
+            payload = _read_at_most(handle, opened.st_size + 1)
         except OSError as exc:
             raise _cannot_read(name, exc) from None
     if len(payload) > opened.st_size:
@@ -167,6 +167,23 @@ def read_model_file(path: str | os.PathLike[str]) -> bytes:
             f"{name}: grew while it was being read; wait until it is written, then try again"
         )
     return payload
+
+
+def _read_at_most(handle: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes: one read for a file that fits, a loop for one that comes in
+    pieces (a single read stops short of 2 GiB on Linux)."""
+    first = handle.read(limit)
+    if not first or len(first) == limit:
+        return bytes(first or b"")
+    pieces = [first]
+    got = len(first)
+    while got < limit:
+        piece = handle.read(limit - got)
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
 
 
 def _require(condition: bool, name: str, what: str) -> None:

@@ -13,6 +13,7 @@ check that the same assembler, used honestly, writes what numpy writes and loads
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import pickle
 import resource
@@ -819,3 +820,23 @@ def test_the_command_line_refuses_in_one_line(cli_runs, case) -> None:
         pytest.skip(f"cannot make the file for {case} here")
     run, model = cli_runs[case]
     assert_refused(run, model, CLI_CASES[case][2])
+
+
+class PiecesOf7(io.RawIOBase):
+    """A file that hands out at most 7 bytes per read, as a single read() of more than
+    2 GiB does on Linux (and some network file systems do for far less)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self.data[self.at : self.at + min(size, 7)]
+        self.at += len(piece)
+        return piece
+
+
+@pytest.mark.parametrize("size", [0, 6, 7, 8, 50])
+def test_a_model_file_that_comes_in_pieces_is_read_whole(size) -> None:
+    data = bytes(range(size))
+    assert modelfile._read_at_most(PiecesOf7(data), size + 1) == data
+    assert modelfile._read_at_most(PiecesOf7(data + b"more"), size + 1) == (data + b"m")
