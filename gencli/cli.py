@@ -222,7 +222,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "-o",
     "--output",
@@ -470,8 +470,8 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
 
 
 @cli.command()
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "-o",
     "--output",
@@ -645,7 +645,7 @@ def _check_output_format(
 
 
 @cli.command()
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
 @click.option(
     "-n",
     "--num-samples",

@@ -47,7 +47,7 @@ def _p(value: float | None) -> str:
 
 
 @click.command("inspect", context_settings=CONTEXT_SETTINGS)
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
 @json_option
 @debug_option
 def inspect(model_file: str, as_json: bool) -> None:
@@ -184,8 +184,8 @@ def _short(value: Any, limit: int = 90) -> str:
 
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS)
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "--report",
     type=click.Path(path_type=str, dir_okay=False),
