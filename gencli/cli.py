@@ -7,6 +7,7 @@ that ``gencli --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from gencli.cli_options import (
     COVARIANCE_TYPES,
     DATA_FORMATS,
     KERNELS,
+    MAX_ROWS,
     SELECTION_CRITERIA,
     BandwidthType,
     CandidatePrinter,
@@ -30,57 +32,104 @@ from gencli.cli_options import (
     debug_option,
     format_option,
     json_option,
+    json_option_for,
+    precision_option,
     quiet_option,
     seed_option,
 )
 from gencli.cli_report import evaluate, inspect
-from gencli.errors import GencliError, Stopped
+from gencli.console import one_line, out, say
+from gencli.errors import STOP_SIGNALS, GencliError, Stopped
 
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+EXIT_SIGINT = STOP_SIGNALS["SIGINT"]
 
 
 class Interrupted(click.ClickException):
-    """The run was interrupted; no output file was written."""
+    """The run was stopped by a signal; the message says what had been written."""
 
-    exit_code = EXIT_SIGINT
-
-
-class Terminated(Interrupted):
-    """The run was stopped by SIGTERM; no output file was written."""
-
-    exit_code = EXIT_SIGTERM
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        setattr(self, "exit_code", exit_code)  # noqa: B010 - click's is a class attribute
 
 
-def one_line(message: str) -> str:
-    """Messages quote library errors and names that may hold newlines: keep them one line."""
-    return " ".join(message.split())
+class QuietExit(Exception):
+    """End the process with this status and no message (a reader closed the pipe)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+def _interrupted(signum: int | None) -> Interrupted:
+    """The truthful one-line report of a stop: which outputs were finished before it."""
+    from gencli import atomic
+
+    name = signal.Signals(signum).name if signum is not None else "SIGINT"
+    verb = {"SIGTERM": "terminated", "SIGHUP": "hung up"}.get(name, "interrupted")
+    if atomic.written:
+        done = f"after writing {', '.join(atomic.written)}; nothing else was written"
+    else:
+        done = "no output file was written"
+    if atomic.touched:
+        done += f" (part of the output went to {', '.join(atomic.touched)})"
+    return Interrupted(one_line(f"{verb}; {done}"), STOP_SIGNALS.get(name, EXIT_SIGINT))
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The one-line error a user sees for any exception a command raised."""
+    from gencli import errors
+
+    if isinstance(exc, (click.ClickException, click.exceptions.Exit, click.Abort, QuietExit)):
+        return exc
+    if isinstance(exc, KeyboardInterrupt) or errors.pending_signal is not None:
+        # While a stop signal unwinds, whatever it broke on the way (an import cut short,
+        # a worker thread) is the signal, not a new error.
+        signum = exc.signum if isinstance(exc, Stopped) else errors.pending_signal
+        return _interrupted(signum)
+    if isinstance(exc, BrokenPipeError):
+        return QuietExit(EXIT_BROKEN_PIPE)
+    if isinstance(exc, GencliError):
+        return click.ClickException(one_line(str(exc)))
+    if isinstance(exc, MemoryError):
+        return click.ClickException(
+            "ran out of memory; use fewer rows or --columns, a smaller model, or a machine "
+            "with more memory"
+        )
+    if isinstance(exc, RecursionError):
+        return click.ClickException("the input is nested too deeply to process; check it")
+    if isinstance(exc, OSError):
+        from gencli.atomic import reason
+
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return click.ClickException(one_line(f"{where}{reason(exc)}; check the path and retry"))
+    return click.ClickException(
+        one_line(f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it")
+    )
 
 
 class GencliGroup(click.Group):
     """The one error boundary: every error is one line, tracebacks need --debug."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Bare ``gencli`` shows the usage on stderr and exits 2, as a usage error does."""
+        if not args:
+            click.echo(ctx.get_help(), err=True)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except GencliError as exc:
-            if ctx.meta.get("gencli.debug"):
+        except BaseException as exc:
+            translated = translate(exc)
+            if translated is exc:
                 raise
-            raise click.ClickException(one_line(str(exc))) from None
-        except KeyboardInterrupt as exc:
-            if isinstance(exc, Stopped) and exc.signum == signal.SIGTERM:
-                raise Terminated("terminated; no output file was written") from None
-            raise Interrupted("interrupted; no output file was written") from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
-            raise  # click stops quietly on a closed pipe (`gencli sample ... | head`)
-        except Exception as exc:
-            if ctx.meta.get("gencli.debug"):
+            if ctx.meta.get("gencli.debug") and not isinstance(translated, QuietExit):
                 raise
-            raise click.ClickException(
-                one_line(
-                    f"unexpected {type(exc).__name__}: {exc}; rerun with --debug and report it"
-                )
-            ) from None
+            raise translated from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Like click's, but a usage error is one line too (click prints three)."""
@@ -91,7 +140,7 @@ class GencliGroup(click.Group):
             code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
@@ -99,6 +148,8 @@ class GencliGroup(click.Group):
         except click.Abort:
             click.echo("Error: aborted", err=True)
             sys.exit(1)
+        except QuietExit as exc:
+            sys.exit(exc.code)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -130,21 +181,29 @@ def _check_jobs(_ctx: click.Context, _param: click.Parameter, value: int | None)
 
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
-        click.echo(message, err=True)
+        say(message)
+
+
+def _json(data: dict[str, Any]) -> str:
+    """Strict JSON (NaN and infinities become null); json.dumps escapes control characters."""
+    from gencli.report import to_jsonable
+
+    return json.dumps(to_jsonable(data), indent=2, allow_nan=False)
 
 
 def _emit(summary_lines: list[str], data: dict[str, Any], as_json: bool, to_stderr: bool) -> None:
+    """The summary, as lines or JSON, on stdout (or on stderr when stdout carries data)."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=_json_default))
-    else:
-        for line in summary_lines:
-            click.echo(line, err=to_stderr)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot serialize {type(value).__name__}")
+        if to_stderr:
+            say(_json(data), escape=False)
+        else:
+            out(_json(data), escape=False)
+        return
+    for line in summary_lines:
+        if to_stderr:
+            say(line)
+        else:
+            out(line)
 
 
 # Options that belong to one family only; giving one to the other family is a usage error.
@@ -163,7 +222,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "-o",
     "--output",
@@ -347,9 +406,11 @@ def fit(
         _say(f"fixed: {line}", quiet)
     for line in record["warnings"]:
         _say(f"warning: {line}", quiet)
-    if quiet and not as_json:
-        return
-    _emit(_fit_lines(record), record, as_json, to_stderr=False)
+    if as_json or not quiet:
+        _emit(_fit_lines(record), record, as_json, to_stderr=False)
+    _say(f"wrote {record['model_file']}", quiet)
+    for path in record.get("report_files", []):
+        _say(f"wrote {path}", quiet)
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -404,23 +465,30 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
         f"train      mean log-likelihood {record['mean_log_likelihood']:.4f} nats/row, "
         f"{record['bits_per_dimension']:.4f} bits/dim (data units{refit_note})",
         f"time       {record['seconds']:.2f} s",
-        f"wrote      {record['model_file']}",
     ]
-    if record.get("report_file"):
-        lines.append(f"report     {record['report_file']}")
     return lines
 
 
 @cli.command()
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "-o",
     "--output",
+    default="-",
+    show_default=True,
     type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
-    help="Write one log_density per input row (CSV/TSV/NPY/Parquet by extension; '-' is CSV "
-    "on stdout, with the summary on stderr).",
+    help="Where the scores go, one row per input row: '-' is stdout (the summary then goes "
+    "to stderr); a file is written atomically, in the format of its extension.",
 )
+@click.option(
+    "--output-format",
+    type=click.Choice(DATA_FORMATS),
+    help="Format of the scores: needed for NPY or Parquet on stdout (binary goes to stdout "
+    "only when it is not a terminal); with -o FILE it must agree with the extension. "
+    "[default: the extension's, CSV on stdout]",
+)
+@precision_option
 @click.option(
     "--exact",
     is_flag=True,
@@ -442,42 +510,64 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
     help="Add a column 'outlier': true for rows whose log-density is below the Q-quantile "
     "(e.g. 0.01) of the held-out rows' at fit time; the summary counts them.",
 )
+@click.option(
+    "--dropna",
+    is_flag=True,
+    help="Skip rows with a missing or infinite value in a column the model uses, and count "
+    "them. The scores then start with a column 'row' (the data row, counting from 1) to join "
+    "them back.",
+)
+@click.option(
+    "--allow-underflow",
+    is_flag=True,
+    help="Score a row whose density is below the smallest positive float as -inf (counted in "
+    "the summary) and go on, instead of stopping at it.",
+)
 @format_option
-@json_option
+@json_option_for("the summary; on stdout with -o FILE, on stderr when the scores are on stdout")
 @quiet_option
 @debug_option
 def score(
     model_file: str,
     data: str,
-    output: str | None,
+    output: str,
+    output_format: str | None,
+    precision: int | None,
     exact: bool,
     approx: bool,
     flag_below: float | None,
+    dropna: bool,
+    allow_underflow: bool,
     data_format: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Score the rows of DATA by their log-density under MODEL.
 
-    Columns are matched by name (in any order; extra columns are ignored with a note).
-    Data without names (NPY, headerless CSV) is matched by position. The log-density is
-    the natural log of the density in the data's own units. Prints the rows scored, the
-    mean log-likelihood per row (nats), bits per dimension and the total log-likelihood.
-    Rows are read, scored and written in chunks, so memory stays flat for any file size.
+    Writes one log_density per input row, in input order, to stdout (or -o FILE). The
+    log-density is the natural log of the density in the data's own units. Columns are
+    matched by name (in any order; extra columns are ignored with a note); data without
+    names (NPY, headerless CSV) is matched by position. The summary (rows scored, the mean
+    log-likelihood per row in nats, bits per dimension, the total) goes to stderr when the
+    scores are on stdout, to stdout when they go to a file. Rows are read, scored and
+    written in chunks, so memory stays flat for any file size.
 
     \b
     Examples:
-      gencli score iris.pkl new_rows.csv
+      gencli score iris.pkl new_rows.csv > scores.csv
       gencli score iris.pkl new_rows.csv -o scores.csv
       gencli score iris.pkl new_rows.csv --flag-below 0.01 -o flagged.csv
       gencli score moons-kde.pkl big.csv --approx -o scores.npy
-      gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o - > scores.csv
+      gencli score iris.pkl gappy.csv --dropna --precision 6
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl -
+      gencli sample iris.pkl --format parquet | gencli score iris.pkl - --format parquet
     """
+    from gencli.console import progress_bar
     from gencli.jobs import score_file
-    from gencli.streams import progress_bar
 
     if exact and approx:
         raise click.UsageError("--exact and --approx contradict each other; choose one")
+    _check_output_format(output, output_format, precision, "--output-format")
     mode = "exact" if exact else "approx" if approx else "fast"
     with progress_bar(None, "scoring", quiet) as progress:
         result = score_file(
@@ -485,8 +575,12 @@ def score(
             data,
             output,
             format=data_format,
+            output_format=output_format,
+            precision=precision,
             flag_below=flag_below,
             mode=mode,
+            dropna=dropna,
+            allow_underflow=allow_underflow,
             progress=progress,
         )
     to_stderr = output == "-"
@@ -495,38 +589,70 @@ def score(
             f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}",
             quiet,
         )
-    if quiet and not as_json:
-        return
+    if as_json or not quiet:
+        _emit(_score_lines(result), result, as_json, to_stderr=to_stderr)
+    if output != "-":
+        _say(f"wrote {output}", quiet)
+
+
+def _score_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"rows       {result['rows']} from {result['source']} (columns matched by "
         f"{result['matched_by']})",
+    ]
+    if result["skipped_rows"]:
+        lines.append(
+            f"skipped    {result['skipped_rows']} rows with missing or infinite values (--dropna)"
+        )
+    lines += [
         f"mean       {result['mean_log_likelihood']:.4f} nats/row log-likelihood",
         f"bits/dim   {result['bits_per_dimension']:.4f}",
         f"total      {result['total_log_likelihood']:.4f} nats",
     ]
+    if result["underflow_rows"]:
+        lines.append(
+            f"-inf       {result['underflow_rows']} rows scored -inf (a density of zero, or "
+            "below the smallest float)"
+        )
     outliers = result["outliers"]
     if outliers is not None:
         lines.append(
             f"outliers   {outliers['count']} rows below {outliers['threshold']:.4f}, the "
             f"{outliers['quantile']:g}-quantile of the held-out rows' log-density"
         )
-    if output not in (None, "-"):
-        lines.append(f"wrote      {output}")
-    if as_json and to_stderr:
-        click.echo(json.dumps(result, indent=2, default=_json_default), err=True)
-        return
-    _emit(lines, result, as_json, to_stderr=to_stderr)
+    return lines
+
+
+def _check_output_format(
+    output: str, output_format: str | None, precision: int | None, flag: str
+) -> None:
+    """Contradictory output flags are usage errors, found before any work."""
+    from gencli.errors import OutputError
+    from gencli.writers import BINARY_FORMATS
+    from gencli.writers import output_format as format_of
+
+    try:
+        fmt = format_of(output, output_format)
+    except OutputError as exc:
+        if output_format is None:
+            return  # an unknown extension: the job says so, as for any output problem
+        raise click.UsageError(str(exc).replace("--format", flag)) from None
+    if precision is not None and fmt in BINARY_FORMATS:
+        raise click.UsageError(
+            f"--precision applies to CSV and TSV output; {fmt.upper()} keeps every bit of each "
+            "number, so drop --precision"
+        )
 
 
 @cli.command()
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
 @click.option(
     "-n",
     "--num-samples",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_ROWS),
     default=1000,
     show_default=True,
-    help="Rows to draw.",
+    help="Rows to draw (at most 2**63 - 1).",
 )
 @click.option(
     "-o",
@@ -534,14 +660,18 @@ def score(
     default="-",
     show_default=True,
     type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
-    help="Where to write: '-' is CSV on stdout; else CSV/TSV/NPY/Parquet by extension.",
+    help="Where the rows go: '-' is stdout; a file is written atomically, in the format of "
+    "its extension.",
 )
 @click.option(
     "--format",
     "data_format",
     type=click.Choice(DATA_FORMATS),
-    help="Output format when the extension does not say.",
+    help="Format of the rows: needed for NPY or Parquet on stdout (binary goes to stdout only "
+    "when it is not a terminal); with -o FILE it must agree with the extension. "
+    "[default: the extension's, CSV on stdout]",
 )
+@precision_option
 @seed_option(default=None, help="Seed; the same seed gives identical rows. [default: random]")
 @quiet_option
 @debug_option
@@ -550,51 +680,99 @@ def sample(
     num_samples: int,
     output: str,
     data_format: str | None,
+    precision: int | None,
     seed: int | None,
     quiet: bool,
 ) -> None:
     """Draw new rows from MODEL, in the data's own units, with the training column names.
 
     Every kernel can be sampled: a KDE draw is a random training point plus a draw from
-    the kernel. Without --seed each run draws fresh rows.
+    the kernel. Without --seed each run draws fresh rows. Rows are drawn and written in
+    chunks, so memory stays flat for any -n.
 
     \b
     Examples:
       gencli sample iris.pkl -n 1000 > synthetic.csv
       gencli sample iris.pkl -n 1000 --seed 7 -o synthetic.parquet
-      gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o -
+      gencli sample iris.pkl -n 10 --precision 4
+      gencli sample iris.pkl --format parquet > synthetic.parquet
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl -
     """
+    from gencli.console import progress_bar
     from gencli.jobs import sample_file
-    from gencli.streams import progress_bar
 
+    _check_output_format(output, data_format, precision, "--format")
     with progress_bar(num_samples, "sampling", quiet) as progress:
         result = sample_file(
-            model_file, num_samples, output, seed=seed, format=data_format, progress=progress
+            model_file,
+            num_samples,
+            output,
+            seed=seed,
+            format=data_format,
+            precision=precision,
+            progress=progress,
         )
     if output != "-":
         _say(f"wrote {result['rows']} rows to {output}", quiet)
 
 
-def _on_stop_signal(signum: int, _frame: Any) -> None:
-    from gencli import errors
-
-    errors.pending_signal = signum
-    raise Stopped(signum)
-
-
 def main() -> None:
-    """Console entry point: SIGTERM unwinds like Ctrl-C so no partial file is left."""
-    keep_freed_memory()
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_stop_signal)
-    signal.signal(signal.SIGINT, _on_stop_signal)
+    """Run the command line: every outcome is data, one line, or usage, with its exit status.
+
+    The stop-signal handlers are installed by :mod:`gencli.__main__` before this module is
+    imported; they are installed again here for callers that start at this function.
+    """
+    from gencli.console import guard_standard_streams
+    from gencli.errors import install_stop_handlers
+
+    install_stop_handlers()
     try:
+        guard_standard_streams()
+        keep_freed_memory()
+        _quiet_library_warnings()
         cli.main(prog_name="gencli")
-    except KeyboardInterrupt:  # outside the error boundary: while parsing or rendering
-        click.echo("Error: interrupted", err=True)
-        _exit_now(EXIT_SIGINT)
+        code: Any = 0
     except SystemExit as exc:
-        _exit_now(exc.code)
+        code = exc.code
+    except BaseException as exc:  # outside the error boundary: while starting or rendering
+        from gencli.cli_options import DEBUG
+
+        translated = translate(exc)
+        if DEBUG["on"] and not isinstance(translated, (QuietExit, Interrupted)):
+            raise
+        if isinstance(translated, QuietExit):
+            _exit_now(translated.code)
+        if isinstance(translated, click.ClickException):
+            _print_error(translated.format_message())
+            _exit_now(translated.exit_code)
+        raise
+    _exit_now(code)
+
+
+def _print_error(message: str) -> None:
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"Error: {one_line(message)}\n")
+            sys.stderr.flush()
+
+
+def _quiet_library_warnings() -> None:
+    """numpy's floating-point RuntimeWarnings are noise here (every result is checked for
+    non-finite values); any other library warning is one escaped ``warning:`` line."""
+    import warnings
+
+    warnings.simplefilter("ignore", RuntimeWarning)
+
+    def show(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
+        _print_warning(f"warning: {category.__name__}: {message}")
+
+    warnings.showwarning = show
+
+
+def _print_warning(line: str) -> None:
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            say(one_line(line))
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -635,18 +813,33 @@ def _exit_now(code: Any) -> None:
 
     Tearing down scikit-learn, scipy and their thread pools takes 0.15-0.2 s after a fit
     has finished; by this point every output file has been written and renamed, and
-    gencli registers no exit handlers, so nothing is lost. Output still buffered is
-    flushed first; if that fails (a closed pipe), the normal exit handles it.
+    gencli registers no exit handlers, so nothing is lost. Output still buffered on stdout
+    is flushed first: a reader that went away ends the process quietly with 141 (as
+    coreutils do), any other failure (a full disk, a closed stdout) is one error line.
     """
     if code is None:
         code = 0
     if not isinstance(code, int):
         raise SystemExit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        raise SystemExit(code) from None
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    except Exception as exc:  # a full disk or a closed stdout (see console._StdoutRaw)
+        if code == 0:  # else the error that ended the run has been said already
+            from gencli.atomic import reason
+
+            why = (
+                str(exc)
+                if isinstance(exc, GencliError)
+                else f"cannot write to stdout: {reason(exc) if isinstance(exc, OSError) else exc}"
+            )
+            _print_error(f"{why}; what was printed is incomplete")
+            code = 1
+    with contextlib.suppress(Exception):
+        if sys.stderr is not None:
+            sys.stderr.flush()
     os._exit(code)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from gencli.cli_options import CONTEXT_SETTINGS, debug_option, seed_option, stderr_console
+from gencli.cli_options import CONTEXT_SETTINGS, debug_option, seed_option
+from gencli.console import stderr_console
 from gencli.errors import GencliError
 
 __all__ = ["curse"]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from gencli.console import say
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -20,9 +22,14 @@ SELECTION_CRITERIA = ("bic", "aic", "heldout")
 MAX_SEED = 2**32 - 1
 
 
+#: Whether this run asked for --debug (read by the entry point, outside click's contexts).
+DEBUG = {"on": False}
+
+
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.meta["gencli.debug"] = True
+        DEBUG["on"] = True
 
 
 def debug_option(func: F) -> F:
@@ -48,6 +55,25 @@ def json_option(func: F) -> F:
     """``--json``: the summary as JSON on stdout."""
     return click.option(
         "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    )(func)
+
+
+def json_option_for(where: str) -> Callable[[F], F]:
+    """``--json`` for a command whose summary is not always on stdout: says where it goes."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {where}, as JSON.")
+
+
+MAX_ROWS = 2**63 - 1  # a row count must fit numpy's int64
+
+
+def precision_option(func: F) -> F:
+    """``--precision N``: significant digits of the numbers written as text."""
+    return click.option(
+        "--precision",
+        type=click.IntRange(1, 15),
+        metavar="N",
+        help="Significant digits of each number written as CSV/TSV (1..15). [default: as many "
+        "as it takes to read back the very same double, up to 17]",
     )(func)
 
 
@@ -118,13 +144,6 @@ def columns_option(func: F) -> F:
     )(func)
 
 
-def stderr_console() -> Any:
-    """A rich console on stderr (rich honours NO_COLOR and knows whether it is a terminal)."""
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
-
-
 class ComponentsType(click.ParamType):
     """A number of components, a range A..B, a list A,B,C, or auto."""
 
@@ -169,7 +188,9 @@ class CandidatePrinter:
         self.count = 0
 
     def __enter__(self) -> CandidatePrinter:
-        console = None if self.quiet else stderr_console()
+        from gencli.console import stderr_console
+
+        console = None if self.quiet or sys.stderr is None else stderr_console()
         if console is not None and console.is_terminal:
             from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -197,7 +218,7 @@ class CandidatePrinter:
         if self.progress is not None:
             self.progress.console.print(text, markup=False, highlight=False)
         else:
-            click.echo(text, err=True)
+            say(text)
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:

@@ -21,6 +21,7 @@ from gencli.cli_options import (
     quiet_option,
     seed_option,
 )
+from gencli.console import out, say
 from gencli.errors import ModelFileError
 
 __all__ = ["evaluate", "inspect"]
@@ -46,7 +47,7 @@ def _p(value: float | None) -> str:
 
 
 @click.command("inspect", context_settings=CONTEXT_SETTINGS)
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
 @json_option
 @debug_option
 def inspect(model_file: str, as_json: bool) -> None:
@@ -71,16 +72,16 @@ def inspect(model_file: str, as_json: bool) -> None:
 
     info = inspect_model(model_file)
     if as_json:
-        click.echo(json.dumps(to_jsonable(info), indent=2))
+        out(json.dumps(to_jsonable(info), indent=2, allow_nan=False), escape=False)
         if not info["sound"]:
             click.get_current_context().exit(1)
         return
     if not info["sound"]:
         raise ModelFileError(f"{model_file}: {'; '.join(info['problems'])}")
     for line in _inspect_lines(info):
-        click.echo(line)
+        out(line)  # escaped: names and metadata come from the file
     for note in info["notes"]:
-        click.echo(f"note: {note}", err=True)
+        say(f"note: {note}")
 
 
 def _model_line(info: dict[str, Any]) -> str:
@@ -183,8 +184,8 @@ def _short(value: Any, limit: int = 90) -> str:
 
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS)
-@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str))
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True))
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
 @click.option(
     "--report",
     type=click.Path(path_type=str, dir_okay=False),
@@ -247,28 +248,22 @@ def evaluate(
     )
     if not quiet:
         if result["dropped_rows"]:
-            click.echo(
-                f"note: dropped {result['dropped_rows']} rows with missing or infinite values",
-                err=True,
-            )
+            say(f"note: dropped {result['dropped_rows']} rows with missing or infinite values")
         if result["ignored_columns"]:
-            click.echo(
-                f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}",
-                err=True,
-            )
+            say(f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}")
         if result["training_rows_warning"]:
-            click.echo(
+            say(
                 f"warning: {result['source']} holds the very rows the model was trained on "
-                "(same SHA-256), which flatters it; evaluate on held-out rows",
-                err=True,
+                "(same SHA-256), which flatters it; evaluate on held-out rows"
             )
     if as_json:
-        click.echo(json.dumps(to_jsonable(result), indent=2))
-        return
-    if quiet:
-        return
-    for line in [*_evaluate_lines(result), "", *summary_lines(result)]:
-        click.echo(line)
+        out(json.dumps(to_jsonable(result), indent=2, allow_nan=False), escape=False)
+    elif not quiet:
+        for line in [*_evaluate_lines(result), "", *summary_lines(result)]:
+            out(line)
+    if not quiet:
+        for path in result.get("report_files", []):
+            say(f"wrote {path}")
 
 
 def _evaluate_lines(result: dict[str, Any]) -> list[str]:
@@ -312,6 +307,4 @@ def _evaluate_lines(result: dict[str, Any]) -> list[str]:
         "0.5 = indistinguishable)"
     )
     lines.append(f"time         {result['seconds']:.2f} s")
-    if result.get("report_file"):
-        lines.append(f"wrote        {result['report_file']}")
     return lines

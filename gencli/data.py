@@ -1,20 +1,23 @@
-"""Reading and writing tables of numbers: CSV, TSV, NPY and Parquet, files or stdin/stdout.
+"""Reading tables of numbers: CSV, TSV, NPY and Parquet, from files or stdin.
 
 Every problem with the input becomes a :class:`~gencli.errors.DataError` whose message
-names the file, the column or row, and what to do about it.
+names the file, the column or row, and what to do about it. The readers themselves are
+in :mod:`gencli.sources` (opening), :mod:`gencli.csvhead` and :mod:`gencli.csvread`
+(delimited text) and :mod:`gencli.binread` (NPY, Parquet); writing is in
+:mod:`gencli.writers`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from gencli.errors import DataError, OutputError
+from gencli.errors import DataError
 from gencli.sources import Input, check_input, open_input
 from gencli.table import (
     BadCell,
@@ -262,48 +265,12 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
     return require_finite(table, hint="")
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def write_all(stream: IO[bytes], payload: bytes) -> None:
-    """Write every byte: a buffered write to a pipe may stop short when the reader closes,
-    and the next write then raises BrokenPipeError instead of losing data silently."""
-    view = memoryview(payload)
-    while view:
-        written = stream.write(view)
-        if written is None or written >= len(view):
-            return
-        view = view[written:]
-
-
-def write_table(
-    values: np.ndarray,
-    columns: Sequence[str],
-    path: str | os.PathLike[str],
-    *,
-    format: str | None = None,
-    stdout: IO[bytes] | None = None,
-    flags: Mapping[str, np.ndarray] | None = None,
-) -> None:
-    """Write a whole table atomically to ``path`` (format by extension), or CSV to stdout
-    for '-'; ``flags`` are boolean columns after the numbers. See
-    :class:`gencli.streams.TableWriter`, which this writes through."""
-    from gencli.streams import TableWriter
-
-    values = np.asarray(values)
-    flags = flags or {}
-    with TableWriter(path, columns, list(flags), format=format, stdout=stdout) as writer:
-        writer.write(values, flags)
-
-
 __all__ = [
     "FORMATS",
-    "OutputError",
     "Table",
     "as_table",
     "format_for",
     "read_table",
     "require_finite",
     "select_columns",
-    "write_table",
 ]

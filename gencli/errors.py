@@ -42,6 +42,9 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+#: Exit status for each stop signal: 128 + its number, as a shell reports a process it killed.
+STOP_SIGNALS = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+
 # The last stop signal, kept because an exception raised inside some callbacks (import
 # locks, weakref finalizers) is printed and dropped; long loops check this between chunks.
 pending_signal: int | None = None
@@ -51,3 +54,21 @@ def raise_if_stopped() -> None:
     """Raise :class:`Stopped` if a stop signal arrived but its exception was swallowed."""
     if pending_signal is not None:
         raise Stopped(pending_signal)
+
+
+def on_stop_signal(signum: int, _frame: object) -> None:
+    """Signal handler: SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C so cleanup code runs."""
+    global pending_signal
+    pending_signal = signum
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    """Route every stop signal this platform has through :func:`on_stop_signal`, except one
+    the caller chose to ignore (``nohup`` ignores SIGHUP, a script's background job SIGINT)."""
+    import signal
+
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, on_stop_signal)

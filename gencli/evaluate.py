@@ -347,17 +347,17 @@ def evaluate_file(
     ``header`` says whether a CSV's first row holds names (None: decide); notes on what
     the reader guessed come first in ``result["notes"]``.
     """
+    from gencli.atomic import check_outputs
     from gencli.data import read_table, require_finite
-    from gencli.jobs import check_output
     from gencli.modelfile import load
     from gencli.sources import check_input
 
     check_input(data)  # first, so a bad data path is named as such
     if report is not None:
-        from gencli.report import report_format
+        from gencli.report import report_outputs
 
-        report_format(report)
-        check_output(report, model_path, data)
+        check_outputs([report], [model_path, data])
+        check_outputs(report_outputs(report), [model_path, data])
     model = load(model_path)
     table = read_table(
         data,
@@ -384,7 +384,8 @@ def evaluate_file(
     if report is not None:
         from gencli.report import write_report
 
-        write_report(report, result, model, aligned.values)
+        files = write_report(report, result, model, aligned.values)
+        result["report_files"] = [str(f) for f in files]
     return result
 
 

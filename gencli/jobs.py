@@ -15,43 +15,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from gencli.atomic import check_outputs
 from gencli.data import Table, format_for, read_table
 from gencli.errors import DataError, OutputError
 from gencli.model import DensityModel
 from gencli.modelfile import load
 from gencli.sources import check_input
-from gencli.streams import TableWriter, finite_chunks, stream_table
-
-
-def check_output(
-    output: str | os.PathLike[str] | None, *inputs: str | os.PathLike[str] | None
-) -> None:
-    """Refuse an output path that cannot be written or that is one of the inputs."""
-    if output is None or str(output) == "-":
-        return
-    target = Path(output)
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder; give a file name for the output")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{target}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{target}: folder {folder} is not writable; choose another -o path")
-    for source in inputs:
-        if source is None or str(source) == "-":
-            continue
-        same = (
-            target.exists() and Path(source).exists() and os.path.samefile(target, source)
-        ) or target.resolve() == Path(source).resolve()
-        if same:
-            raise OutputError(
-                f"{target}: is also an input; writing it would destroy it. Choose another -o path"
-            )
+from gencli.streams import stream_table
+from gencli.writers import TableWriter
 
 
 def fit_file(
@@ -78,12 +53,12 @@ def fit_file(
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
     """
     check_input(data)  # first, so a bad data path is named as such
-    check_output(output, data)
-    check_output(report, data, output)
+    outputs: list[Any] = [(output, "the model file"), (report, "the report")]
+    check_outputs(outputs, [data])
     if report is not None:
-        from gencli.report import report_format
+        from gencli.report import report_outputs
 
-        report_format(report)
+        check_outputs([outputs[0], *report_outputs(report)], [data])
     started = time.perf_counter()
     wanted = "sklearn.mixture" if model == "gmm" and background_import else None
     loader = _import_in_background(wanted, data, format)
@@ -101,8 +76,9 @@ def fit_file(
     if report is not None:
         from gencli.report import write_report
 
-        write_report(report, record, fitted, table.values)
+        files = write_report(report, record, fitted, table.values)
         record["report_file"] = str(report)
+        record["report_files"] = [str(f) for f in files]
     return record
 
 
@@ -224,24 +200,38 @@ def score_file(
     output: str | os.PathLike[str] | None = None,
     *,
     format: str | None = None,
+    output_format: str | None = None,
+    precision: int | None = None,
     flag_below: float | None = None,
     mode: str = "fast",
+    dropna: bool = False,
+    allow_underflow: bool = False,
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
     header: bool | None = None,
 ) -> dict[str, Any]:
-    """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``.
+    """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``
+    ('-' is stdout; None writes nothing and only summarises).
 
     Works chunk by chunk, so memory stays flat however many rows there are. Columns are
     matched by name when both sides have names, else by position. With ``flag_below=Q``,
     rows whose log-density is below the Q-quantile of the held-out rows' (stored in the
     model file at fit time) get ``outlier = true``. ``mode`` is the KDE evaluation: 'fast'
     (relative error <= 1e-6), 'exact' or 'approx' (gridded; Gaussian kernel, 1-D and 2-D).
+
+    ``dropna`` skips rows with a missing or infinite value in a column the model uses; they
+    are counted, and the output gets a first column ``row`` (the data row, counting from 1)
+    so the scores can be joined back. ``allow_underflow`` scores a row whose density is
+    below the smallest positive float as -inf (counted) instead of stopping the run.
     ``header`` is as for :func:`fit_file`; notes on guesses are in ``result["notes"]``.
     """
+    from gencli.writers import output_format as format_of_output
+
     check_input(data)  # first, so a bad data path is named as such
-    check_output(output, model_path, data)
+    check_outputs([output], [model_path, data])
+    if output is not None:
+        format_of_output(output, output_format)  # a contradiction is refused before any work
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     stream = stream_table(data, format=format, stdin=stdin, header=header)
@@ -249,40 +239,69 @@ def score_file(
     extra = model.extra_columns(names)
     picks = model.column_picks(names)
     flag_names = ["outlier"] if threshold is not None else []
-    rows = 0
+    number_names = ["row", "log_density"] if dropna else ["log_density"]
+    counts = {"rows": 0, "skipped": 0, "underflow": 0, "outliers": 0}
     total = 0.0
-    outliers = 0
+    offset = 0  # data rows read so far, scored or skipped
     with contextlib.ExitStack() as stack:
         writer = None
         if output is not None:
             writer = stack.enter_context(
-                TableWriter(output, ["log_density"], flag_names, stdout=stdout)
+                TableWriter(
+                    output,
+                    number_names,
+                    flag_names,
+                    format=output_format,
+                    precision=precision,
+                    whole=1 if dropna else 0,
+                    stdout=stdout,
+                )
             )
-        for chunk in finite_chunks(stream):
-            log_density = model.score_samples(chunk[:, picks], mode=mode)
-            _require_representable(log_density, model, stream.source, rows)
+        for chunk in stream.chunks:
+            X = chunk[:, picks]
+            row_numbers = np.arange(offset + 1, offset + 1 + X.shape[0], dtype=np.float64)
+            offset += X.shape[0]
+            finite = np.isfinite(X).all(axis=1)
+            if not finite.all():
+                if not dropna:
+                    _refuse_missing(X, model.columns, stream, offset - X.shape[0])
+                counts["skipped"] += int((~finite).sum())
+                X, row_numbers = X[finite], row_numbers[finite]
+            log_density = model.score_samples(X, mode=mode)
+            underflow = _check_representable(
+                log_density, model, stream.source, row_numbers, allow_underflow
+            )
+            counts["underflow"] += underflow
             flags = None
             if threshold is not None:
                 flags = {"outlier": log_density < threshold}
-                outliers += int(flags["outlier"].sum())
+                counts["outliers"] += int(flags["outlier"].sum())
             if writer is not None:
-                writer.write(log_density.reshape(-1, 1), flags)
-            rows += chunk.shape[0]
+                columns = [row_numbers, log_density] if dropna else [log_density]
+                writer.write(np.column_stack(columns), flags)
+            counts["rows"] += X.shape[0]
             total += float(np.sum(log_density))
             if progress is not None:
                 progress(chunk.shape[0])
-    if rows == 0:
+    if counts["rows"] == 0:
+        if counts["skipped"]:
+            raise DataError(
+                f"{stream.source}: every row has a missing or infinite value; nothing to score"
+            )
         raise DataError(f"{stream.source}: has no data rows; nothing to score")
+    rows = counts["rows"]
     mean = total / rows
     return {
         "outliers": None
         if threshold is None
-        else {"quantile": flag_below, "threshold": threshold, "count": outliers},
+        else {"quantile": flag_below, "threshold": threshold, "count": counts["outliers"]},
         "model_file": str(model_path),
         "source": stream.source,
         "ignored_columns": extra,
         "matched_by": "name" if model.named_columns and stream.named else "position",
         "rows": rows,
+        "skipped_rows": counts["skipped"],
+        "underflow_rows": counts["underflow"],
         "mean_log_likelihood": mean,
         "total_log_likelihood": total,
         "bits_per_dimension": -mean / (model.n_features * math.log(2)),
@@ -292,25 +311,45 @@ def score_file(
     }
 
 
-def _require_representable(
-    log_density: np.ndarray, model: DensityModel, source: str, offset: int
-) -> None:
-    """No NaN or infinity reaches a score, except -inf where a compact kernel's density is
-    truly zero."""
-    bad = ~np.isfinite(log_density)
-    if model.family == "kde" and model.params["kernel"] in (
+def _refuse_missing(X: np.ndarray, columns: list[str], stream: Any, offset: int) -> None:
+    """The one-line refusal of missing or infinite values, rows counted from the file's start."""
+    from gencli.data import require_finite
+    from gencli.streams import _shift_rows
+
+    try:
+        require_finite(Table(X, columns, stream.named, stream.source), hint="pass --dropna")
+    except DataError as exc:
+        raise DataError(_shift_rows(str(exc), offset)) from None
+
+
+def _check_representable(
+    log_density: np.ndarray,
+    model: DensityModel,
+    source: str,
+    row_numbers: np.ndarray,
+    allow_underflow: bool,
+) -> int:
+    """No NaN or +inf reaches a score; -inf only where a compact kernel's density is truly
+    zero or, with ``allow_underflow``, where the density is below the smallest float.
+    Returns how many rows scored -inf."""
+    negative_infinity = np.isneginf(log_density)
+    compact = model.family == "kde" and model.params["kernel"] in (
         "tophat",
         "epanechnikov",
         "linear",
         "cosine",
-    ):
-        bad &= ~np.isneginf(log_density)
+    )
+    bad = ~np.isfinite(log_density)
+    if compact or allow_underflow:
+        bad &= ~negative_infinity
     if np.any(bad):
-        row = offset + int(np.flatnonzero(bad)[0]) + 1
+        row = int(row_numbers[int(np.flatnonzero(bad)[0])])
         raise DataError(
             f"{source}: row {row} is so far from the training data that its log-density is "
-            "beyond what a float can hold; check that row"
+            "beyond what a float can hold; check that row, or pass --allow-underflow to score "
+            "such rows -inf and go on"
         )
+    return int(negative_infinity.sum())
 
 
 def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:
@@ -333,13 +372,21 @@ def sample_file(
     *,
     seed: int | None = None,
     format: str | None = None,
+    precision: int | None = None,
     stdout: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Draw ``n`` rows from the model and write them, chunk by chunk, with the column names."""
-    check_output(output, model_path)
+    """Draw ``n`` rows from the model and write them, chunk by chunk, with the column names.
+
+    ``precision`` rounds CSV/TSV numbers to that many significant digits."""
+    from gencli.writers import output_format
+
+    check_outputs([output], [model_path])
+    output_format(output, format)  # a contradiction is refused before any work
     model: DensityModel = load(model_path)
-    with TableWriter(output, model.columns, format=format, stdout=stdout) as writer:
+    with TableWriter(
+        output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
+    ) as writer:
         for chunk in model.iter_samples(n, seed=seed):
             if not np.all(np.isfinite(chunk)):
                 raise OutputError("the model produced non-finite samples; refit it")

@@ -3,14 +3,13 @@
 :func:`inspect_model` always returns a report, even for a file that is not a model at all:
 the format and its version, the family, the columns, the parameters in the data's own units,
 the training metadata, and a verdict ``sound`` with the ``problems`` found. The file is read
-through :mod:`gencli.modelfile`'s allowlist unpickler, so nothing in it can run.
+by :func:`gencli.plainpickle.read_plain`, the one reader every command uses, so nothing in it
+can run and the work it takes is bounded by its size, before anything here walks it.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,24 +106,33 @@ def inspect_model(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _inspect(file: Path, report: dict[str, Any]) -> None:
     from gencli import modelfile
+    from gencli.plainpickle import read_plain
 
     problems: list[str] = report["problems"]
-    if file.is_dir():
-        problems.append("is a folder, not a model file; pass the .pkl file")
-        return
-    if not file.exists():
+    name = str(file)
+    try:
+        os.lstat(file)
+    except FileNotFoundError:
         problems.append("no such file; check the path")
         return
+    except OSError:
+        pass  # a loop, a file in the path, no permission: read_model_file says which
     try:
-        payload = file.read_bytes()
-    except OSError as exc:
-        problems.append(f"cannot read: {exc.strerror}")
+        # The one reader every command uses: regular files only, work bounded by the size.
+        payload = modelfile.read_model_file(file)
+        problem = _not_a_pickle(payload)
+        if problem is not None:
+            problems.append(problem)
+            return
+        plain = read_plain(payload, name)
+    except GencliError as exc:
+        problems.append(_without_name(str(exc), name))
         return
-    plain, problem = _peek(payload)
-    if problem is not None:
-        problems.append(problem)
-        return
-    if not isinstance(plain, dict) or plain.get("format") != modelfile.FORMAT_NAME:
+    if (
+        type(plain) is not dict
+        or type(plain.get("format")) is not str
+        or plain.get("format") != modelfile.FORMAT_NAME
+    ):
         problems.append("not a gencli model file (a pickle, but not one written by gencli)")
         return
     report["format"] = modelfile.FORMAT_NAME
@@ -138,37 +146,29 @@ def _inspect(file: Path, report: dict[str, Any]) -> None:
         )
         return
     try:
-        model = modelfile.loads(payload, str(file))
+        model = modelfile.from_plain(plain, name)
     except GencliError as exc:
-        message = str(exc)
-        prefix = f"{file}: "
-        problems.append(message[len(prefix) :] if message.startswith(prefix) else message)
+        problems.append(_without_name(str(exc), name))
         return
     _describe_model(model, report)
     _self_check(model, report)
 
 
-def _peek(payload: bytes) -> tuple[Any, str | None]:
-    """Unpickle through the allowlist: (the plain object, None) or (None, the problem)."""
-    from gencli.modelfile import _AllowlistUnpickler, _Refused
-
+def _not_a_pickle(payload: bytes) -> str | None:
+    """What the bytes are at a glance when they cannot be a model file at all, or None."""
     if not payload:
-        return None, "is empty: not a gencli model file"
+        return "is empty: not a gencli model file"
     if payload[:1] != b"\x80":
         text = b"\x00" not in payload[:4096]
         kind = "text; is it a data file?" if text else "binary, but not a pickle"
-        return None, f"not a gencli model file (it is {kind})"
-    try:
-        return _AllowlistUnpickler(io.BytesIO(payload)).load(), None
-    except _Refused as exc:
-        return None, (
-            f"not a gencli model file: it asks to load {exc}, which a gencli model file never "
-            "does; nothing in it was run"
-        )
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        return None, f"truncated or corrupted ({type(exc).__name__}); refit the model"
-    except Exception as exc:
-        return None, f"not a readable gencli model file ({type(exc).__name__}); refit the model"
+        return f"not a gencli model file (it is {kind})"
+    return None
+
+
+def _without_name(message: str, name: str) -> str:
+    """A library message without its leading 'file: ' (the report names the file)."""
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 def _describe_raw(plain: dict[str, Any], report: dict[str, Any]) -> None:

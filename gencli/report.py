@@ -35,7 +35,9 @@ __all__ = [
     "render_html",
     "render_json",
     "render_markdown",
+    "report_files",
     "report_format",
+    "report_outputs",
     "to_jsonable",
     "write_report",
 ]
@@ -735,6 +737,33 @@ def render_html(record: dict[str, Any], model: DensityModel | None, X: Any = Non
 
 # ----------------------------------------------------------------------------- files
 
+#: The most figures any report holds (a fit: selection and density; an evaluation:
+#: correlations and density).
+MAX_FIGURES = 2
+
+
+def report_outputs(path: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+    """:func:`report_files`, each with what it is, for :func:`gencli.atomic.check_outputs`."""
+    files = report_files(path)
+    return [(files[0], "the report"), *((f, "a figure of the report") for f in files[1:])]
+
+
+def report_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Every file a report at ``path`` may write: the report, then (Markdown) its figures
+    ``<name>.fig1.png``, ... beside the file the path leads to. Commands check them all
+    against their inputs and other outputs before any work (:func:`gencli.atomic.check_outputs`),
+    so a figure can never overwrite the data or the model."""
+    from gencli.atomic import resolve_target
+
+    fmt = report_format(path)
+    if fmt != "markdown":
+        return [Path(path)]
+    target, _special = resolve_target(path)
+    base = target if Path(path).is_symlink() else Path(path)
+    stem = base.name[: -len(base.suffix)] if base.suffix else base.name
+    figures = [base.with_name(f"{stem}.fig{i}.png") for i in range(1, MAX_FIGURES + 1)]
+    return [Path(path), *figures]
+
 
 def write_report(
     path: str | os.PathLike[str],
@@ -764,13 +793,14 @@ def write_report(
         text = render_html(record, model, X)
     else:
         doc = _doc(record, model, X)
-        stem = target.name[: -len(target.suffix)] if target.suffix else target.name
-        names = [f"{stem}.fig{i}.png" for i in range(1, len(doc.figures) + 1)]
-        for name, png in zip(names, doc.figures, strict=True):
-            with atomic_write(target.with_name(name)) as handle:
+        figures = report_files(path)[1:]
+        if len(doc.figures) > len(figures):
+            raise OutputError(f"{path}: a report has at most {len(figures)} figures; report it")
+        for figure, png in zip(figures, doc.figures, strict=False):
+            with atomic_write(figure) as handle:
                 handle.write(png)
-            written.append(target.with_name(name))
-        text = _markdown(doc, names)
+            written.append(figure)
+        text = _markdown(doc, [figure.name for figure in figures[: len(doc.figures)]])
     with atomic_write(target) as handle:
         handle.write(text.encode("utf-8"))
     written.append(target)

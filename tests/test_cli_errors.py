@@ -566,7 +566,7 @@ def test_output_in_missing_folder(model, args):
     ids=["sample-model", "fit-data", "fit-data-dotslash", "score-data", "score-model"],
 )
 def test_output_equal_to_input_is_refused(model, args):
-    assert_fails(args, 1, [args[-1], "input", "another -o"])
+    assert_fails(args, 1, [args[-1], "input", "another output path"])
 
 
 def test_output_symlink_to_input_is_refused(model):

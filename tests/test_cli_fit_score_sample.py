@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def test_fit_writes_a_model_and_prints_a_summary(iris_csv: Path) -> None:
     out = result.stdout
     assert "3 components, full covariance" in out
     assert "150 rows x 4 columns" in out
-    assert "nats/row" in out and "bits/dim" in out and "wrote      iris.pkl" in out
+    assert "nats/row" in out and "bits/dim" in out and "wrote" not in out
+    assert "wrote iris.pkl" in result.stderr
     model = gencli.load("iris.pkl")
     assert model.columns == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     X = pd.read_csv(iris_csv).to_numpy()
@@ -97,14 +99,17 @@ def test_score_matches_columns_by_name_in_any_order(blobs_csv: Path, tmp_path: P
 
 def test_score_summary_numbers(blobs_csv: Path) -> None:
     run("fit", str(blobs_csv), "-k", "2", "-q")
-    result = run("score", "model.pkl", str(blobs_csv), "--json")
-    summary = json.loads(result.stdout)
     logd = gencli.load("model.pkl").score_samples(pd.read_csv(blobs_csv).to_numpy())
-    assert summary["rows"] == 300
-    assert summary["total_log_likelihood"] == pytest.approx(logd.sum())
-    assert summary["mean_log_likelihood"] == pytest.approx(logd.mean())
-    text = run("score", "model.pkl", str(blobs_csv)).stdout
-    assert f"{logd.sum():.4f}" in text and "columns matched by name" in text
+    # Scores on stdout: the JSON summary goes to stderr; scores to a file: to stdout.
+    for args, stream in (([], "stderr"), (["-o", "s.csv"], "stdout")):
+        result = run("score", "model.pkl", str(blobs_csv), "--json", *args)
+        summary = json.loads(getattr(result, stream))
+        assert summary["rows"] == 300
+        assert summary["total_log_likelihood"] == pytest.approx(logd.sum())
+        assert summary["mean_log_likelihood"] == pytest.approx(logd.mean())
+    result = run("score", "model.pkl", str(blobs_csv))
+    assert f"{logd.sum():.4f}" in result.stderr and "columns matched by name" in result.stderr
+    np.testing.assert_array_equal(pd.read_csv(io.StringIO(result.stdout))["log_density"], logd)
 
 
 def test_score_to_stdout_keeps_summary_on_stderr(blobs_csv: Path) -> None:

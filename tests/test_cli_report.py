@@ -214,7 +214,7 @@ def test_evaluate_writes_a_report(iris_model, name: str) -> None:
     heldout_csv(iris_model)
     result = run("evaluate", "iris.pkl", "heldout.csv", "--report", name, "--permutations", "50")
     assert result.exit_code == 0, result.output
-    assert f"wrote        {name}" in result.stdout
+    assert f"wrote {name}" in result.stderr and "wrote" not in result.stdout
     text = Path(name).read_text()
     if name.endswith(".json"):
         report = json.loads(text)

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gencli.data import Table, as_table, read_table, require_finite, select_columns, write_table
+from gencli.data import Table, as_table, read_table, require_finite, select_columns
 from gencli.errors import DataError, GencliError, OutputError
-from gencli.streams import TableWriter
+from gencli.writers import TableWriter, write_table
 
 # Values whose shortest decimal text is long or extreme: a lossy writer or reader shows up.
 EXACT = np.array(

@@ -304,15 +304,47 @@ def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def check_params(params: dict[str, Any]) -> None:
-    """Refuse parameters that cannot describe a mixture (numpy only, no scikit-learn)."""
+# Scalars a mixture's parameters carry: (type check, what they must be, required).
+_SCALARS: dict[str, tuple[Any, str, bool]] = {
+    "converged": (lambda v: type(v) is bool, "true or false", True),
+    "n_iter": (lambda v: type(v) is int and v >= 0, "a count", True),
+    "lower_bound": (lambda v: type(v) in (int, float), "a number", False),
+    "max_iter": (lambda v: type(v) is int and v >= 1, "a positive count", False),
+    "n_init": (lambda v: type(v) is int and v >= 1, "a positive count", False),
+    "tol": (lambda v: type(v) in (int, float) and 0 <= v < float("inf"), "a number >= 0", False),
+    "reg_covar": (
+        lambda v: type(v) in (int, float) and 0 <= v < float("inf"),
+        "a number >= 0",
+        False,
+    ),
+}
+
+
+def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
+    """Refuse parameters that cannot describe a mixture over ``n_features`` columns, before
+    anything computes with them (numpy only, no scikit-learn): every array's shape is
+    checked against K and d first, then the values."""
     covariance_type = params.get("covariance_type")
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ModelFileError(f"unknown covariance type {covariance_type!r} in the model file")
+    if type(covariance_type) is not str or covariance_type not in COVARIANCE_TYPES:
+        shown = covariance_type if type(covariance_type) is str else type(covariance_type)
+        raise ModelFileError(f"unknown covariance type {str(shown)[:40]!r} in the model file")
     for key in ("weights", "means", "covariances"):
-        if not isinstance(params.get(key), np.ndarray):
-            raise ModelFileError(f"the mixture's {key} in the model file are not an array")
-    _check_shapes(params["weights"], params["means"], params["covariances"], covariance_type)
+        value = params.get(key)
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
+            raise ModelFileError(f"the mixture's {key} in the model file are not numbers")
+    for key, (valid, what, required) in _SCALARS.items():
+        if key not in params:
+            if required:
+                raise ModelFileError(f"the mixture's {key} is missing from the model file")
+        elif not valid(params[key]):
+            raise ModelFileError(f"the mixture's {key} in the model file is not {what}")
+    means = params["means"]
+    if n_features is not None and (means.ndim != 2 or means.shape[1] != n_features):
+        raise ModelFileError(
+            f"the mixture's means in the model file have shape {means.shape}, not "
+            f"(components, {n_features}) for its {n_features} columns"
+        )
+    _check_shapes(params["weights"], means, params["covariances"], covariance_type)
     _precisions(params)
 
 

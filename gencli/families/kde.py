@@ -159,24 +159,37 @@ def log_density(
     )
 
 
-def check_params(params: dict[str, Any]) -> None:
-    """Refuse parameters that cannot describe a kernel density (without scikit-learn)."""
+def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
+    """Refuse parameters that cannot describe a kernel density over ``n_features`` columns
+    (without scikit-learn): the points' shape is checked before their values."""
     kernel = params.get("kernel")
-    if kernel not in KERNELS:
-        raise ModelFileError(f"unknown kernel {kernel!r} in the model file")
+    if type(kernel) is not str or kernel not in KERNELS:
+        shown = kernel[:40] if type(kernel) is str else type(kernel).__name__
+        raise ModelFileError(f"unknown kernel {shown!r} in the model file")
     bandwidth = params.get("bandwidth")
-    if not isinstance(bandwidth, float) or not (1e-100 < bandwidth < 1e100):
-        raise ModelFileError(f"the bandwidth in the model file is not sensible: {bandwidth}")
-    points = params.get("points")
-    if (
-        not isinstance(points, np.ndarray)
-        or points.ndim != 2
-        or points.shape[0] < 1
-        or not np.all(np.isfinite(points))
-        or np.abs(points).max() > 1e100
-    ):
+    if type(bandwidth) is not float or not (1e-100 < bandwidth < 1e100):
+        shown_bandwidth = bandwidth if type(bandwidth) in (int, float) else type(bandwidth).__name__
         raise ModelFileError(
-            "the training points in the model file are not a finite 2-D array of sensible size"
+            "the bandwidth in the model file is not a positive number of sensible size: "
+            f"{shown_bandwidth}"
+        )
+    rule = params.get("bandwidth_rule")
+    if "bandwidth_rule" not in params or not (rule is None or type(rule) is str):
+        raise ModelFileError("the model file does not say how its bandwidth was chosen")
+    points = params.get("points")
+    if not isinstance(points, np.ndarray) or points.dtype.kind not in "iuf":
+        raise ModelFileError("the training points in the model file are not an array of numbers")
+    width = points.shape[1] if n_features is None and points.ndim == 2 else n_features
+    if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] != width or not width:
+        wanted = f"(points, {width}) for its {width} columns" if width else "(points, columns)"
+        raise ModelFileError(
+            f"the training points in the model file have shape {points.shape}, not {wanted}"
+        )
+    # The extremes say it all (NaN propagates through min and max), without temporaries.
+    low, high = float(points.min()), float(points.max())
+    if not (math.isfinite(low) and math.isfinite(high)) or max(high, -low) > 1e100:
+        raise ModelFileError(
+            "the training points in the model file are not finite numbers of sensible size"
         )
 
 
