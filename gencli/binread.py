@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,13 +348,19 @@ def read_parquet(handle: Any, name: str, wanted: Sequence[int] | None) -> RawTab
 
 
 def stream_parquet(
-    handle: Any, name: str, chunk_rows: int
+    handle: Any,
+    name: str,
+    chunk_rows: int,
+    usecols: Callable[[list[str]], Iterable[int]] | None = None,
 ) -> tuple[list[str], Iterator[np.ndarray]]:
-    """Column names and float64 blocks of rows, decoded a batch at a time."""
+    """Column names and float64 blocks of rows, decoded a batch at a time. Only the columns
+    ``usecols`` keeps (default all) must be numbers; the others read as NaN."""
     import pyarrow as pa
 
     names = parquet_names(handle)
-    numeric = _kinds(handle)
+    kept = set(usecols(names)) if usecols is not None else set(range(len(names)))
+    unused = {j: None for j in range(len(names)) if j not in kept}
+    numeric = [ok or j not in kept for j, ok in enumerate(_kinds(handle))]
     largest = _largest_chunk(handle)
     check_memory(
         largest + chunk_rows * len(names) * 24,
@@ -376,6 +382,7 @@ def stream_parquet(
             if batch is None:
                 return
             if batch.num_rows:
-                yield from_arrow(pa.Table.from_batches([batch]), name, named=True).values
+                table = pa.Table.from_batches([batch])
+                yield from_arrow(table, name, named=True, bad_cells=dict(unused)).values
 
     return names, blocks()

@@ -31,6 +31,7 @@ from gencli.cli_options import (
     columns_option,
     debug_option,
     format_option,
+    header_option,
     json_option,
     json_option_for,
     precision_option,
@@ -331,6 +332,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 )
 @columns_option
 @format_option
+@header_option
 @click.option("--dropna", is_flag=True, help="Drop rows with missing or infinite values.")
 @seed_option(default=0, help="Seed for every random step.")
 @click.option(
@@ -355,6 +357,7 @@ def fit(
     family: str,
     columns: list[str] | None,
     data_format: str | None,
+    header: bool | None,
     dropna: bool,
     report: str | None,
     as_json: bool,
@@ -394,12 +397,15 @@ def fit(
             model=family,
             format=data_format,
             columns=columns,
+            header=header,
             dropna=dropna,
             report=report,
             on_candidate=printer,
             background_import=True,
             **settings,
         )
+    for note in record.get("notes", []):
+        _say(f"note: {note}", quiet)
     if record["dropped_rows"]:
         _say(f"note: dropped {record['dropped_rows']} rows with missing or infinite values", quiet)
     for line in record["fixes"]:
@@ -524,6 +530,7 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
     "the summary) and go on, instead of stopping at it.",
 )
 @format_option
+@header_option
 @json_option_for("the summary; on stdout with -o FILE, on stderr when the scores are on stdout")
 @quiet_option
 @debug_option
@@ -539,6 +546,7 @@ def score(
     dropna: bool,
     allow_underflow: bool,
     data_format: str | None,
+    header: bool | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -581,9 +589,12 @@ def score(
             mode=mode,
             dropna=dropna,
             allow_underflow=allow_underflow,
+            header=header,
             progress=progress,
         )
     to_stderr = output == "-"
+    for note in result.get("notes", []):
+        _say(f"note: {note}", quiet)
     if result["ignored_columns"]:
         _say(
             f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}",

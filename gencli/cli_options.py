@@ -87,6 +87,18 @@ def format_option(func: F) -> F:
     )(func)
 
 
+def header_option(func: F) -> F:
+    """``--header/--no-header``: whether a CSV/TSV's first row holds the column names."""
+    return click.option(
+        "--header/--no-header",
+        default=None,
+        help="Whether the first row of a CSV/TSV holds column names. [default: decide: a row "
+        "with a field that is not a number is a header; a row of numbers is data when it "
+        "looks like the rows below it; when gencli has to guess, a note on stderr says what "
+        "it guessed]",
+    )(func)
+
+
 class BandwidthType(click.ParamType):
     """A positive number or the name of a rule of thumb."""
 

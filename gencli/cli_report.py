@@ -17,6 +17,7 @@ from gencli.cli_options import (
     CONTEXT_SETTINGS,
     debug_option,
     format_option,
+    header_option,
     json_option,
     quiet_option,
     seed_option,
@@ -200,6 +201,7 @@ def _short(value: Any, limit: int = 90) -> str:
     help="Permutations for the energy test's p-value (0: no p-value).",
 )
 @format_option
+@header_option
 @click.option("--dropna", is_flag=True, help="Drop rows with missing or infinite values.")
 @seed_option(
     default=0, help="Seed for the generated rows, the subsamples, the permutations and the folds."
@@ -213,6 +215,7 @@ def evaluate(
     report: str | None,
     permutations: int,
     data_format: str | None,
+    header: bool | None,
     dropna: bool,
     seed: int,
     as_json: bool,
@@ -242,11 +245,14 @@ def evaluate(
         data,
         report,
         format=data_format,
+        header=header,
         dropna=dropna,
         seed=seed,
         n_permutations=permutations,
     )
     if not quiet:
+        for note in result.get("data_notes", []):
+            say(f"note: {note}")
         if result["dropped_rows"]:
             say(f"note: dropped {result['dropped_rows']} rows with missing or infinite values")
         if result["ignored_columns"]:

@@ -11,7 +11,7 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -254,15 +254,24 @@ def read_delimited(
 
 
 def stream_delimited(
-    source: Input, delimiter: str, header: bool | None, chunk_rows: int
+    source: Input,
+    delimiter: str,
+    header: bool | None,
+    chunk_rows: int,
+    usecols: Callable[[list[str], bool], Sequence[int]] | None = None,
 ) -> tuple[list[str], bool, tuple[str, ...], Iterator[np.ndarray]]:
     """Column names, whether they are named, notes, and float64 blocks of at most
-    ``chunk_rows`` rows (for score). A cell that is not a number is refused with its row
-    counted from the start of the file."""
+    ``chunk_rows`` rows (for score). A cell that is not a number, in a column ``usecols``
+    keeps (default all), is refused with its row counted from the start of the file; the
+    other columns read as NaN."""
     buffer, layout, at_end = _layout(source, delimiter, header)
     names = layout.names if layout.header else [f"x{j}" for j in range(len(layout.names))]
     columns = column_names(names, source.name, named=layout.header)
     rows = block_rows(chunk_rows, len(columns))
+    kept = set(usecols(columns, layout.header)) if usecols is not None else None
+    unused: dict[int, BadCell | None] = (
+        {} if kept is None else {j: None for j in range(len(columns)) if j not in kept}
+    )
 
     def blocks() -> Iterator[np.ndarray]:
         rows_before = 0
@@ -272,13 +281,17 @@ def stream_delimited(
                 table, bad = parser.parse(data, line, len(data) + 1)
                 if table.num_rows == 0:
                     continue
-                raw = _to_raw(table, layout, source.name, bad)
-                if raw.non_numeric:
+                raw = _to_raw(table, layout, source.name, {**bad, **unused})
+                non_numeric = raw.non_numeric
+                if kept is not None:
+                    needed = {columns[j] for j in kept}
+                    non_numeric = {c: cell for c, cell in non_numeric.items() if c in needed}
+                if non_numeric:
                     shifted = {
                         column: None
                         if cell is None
                         else BadCell(cell.row + rows_before, cell.value, cell.expected)
-                        for column, cell in raw.non_numeric.items()
+                        for column, cell in non_numeric.items()
                     }
                     raise non_numeric_error(
                         source.name, raw.columns, shifted, "remove that column from the file"

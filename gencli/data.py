@@ -10,7 +10,7 @@ in :mod:`gencli.sources` (opening), :mod:`gencli.csvhead` and :mod:`gencli.csvre
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -73,6 +73,7 @@ def read_table(
     missing_hint: str = "pass --dropna",
     header: bool | None = None,
     non_numeric_hint: str | None = None,
+    usecols: Callable[[list[str], bool], Sequence[int]] | None = None,
 ) -> Table:
     """Read a numeric table from a file, or from stdin when ``source`` is '-'.
 
@@ -88,6 +89,9 @@ def read_table(
             the table's ``notes``. NPY has no names and Parquet always has them.
         non_numeric_hint: what the refusal of a cell that is not a number suggests besides
             fixing it; default: leaving the column out with ``--columns``.
+        usecols: given the file's column names and whether they are real names, the
+            positions to keep, in that order (a model's columns); the others may hold
+            anything and do not count for missing values.
 
     Returns:
         A :class:`Table` of finite float64 values (and ``notes`` on what was guessed).
@@ -101,6 +105,13 @@ def read_table(
     finally:
         handle.close()
     table = select_columns(raw, names)
+    if usecols is not None:
+        picks = list(usecols(list(table.columns), table.named))
+        kept = [table.columns[j] for j in picks]
+        table = replace(table, values=np.ascontiguousarray(table.values[:, picks]), columns=kept)
+        if isinstance(table, RawTable):
+            bad = {c: cell for c, cell in table.non_numeric.items() if c in kept}
+            table = replace(table, non_numeric=bad)
     table = require_numeric(table, hint=non_numeric_hint)
     table = require_finite(table, dropna=dropna, hint=missing_hint)
     return replace(table, notes=notes) if notes else table
@@ -205,7 +216,8 @@ def require_finite(table: Table, *, dropna: bool = False, hint: str = "pass --dr
             values=np.ascontiguousarray(kept),
             dropped_rows=table.dropped_rows + int(bad_rows.sum()),
         )
-    j = int(np.flatnonzero(~finite.all(axis=0))[0])
+    first_row = int(np.flatnonzero(bad_rows)[0])  # the first one in the file, and its column
+    j = int(np.flatnonzero(~finite[first_row])[0])
     rows = (np.flatnonzero(~finite[:, j]) + 1).tolist()
     n_bad = int(bad_rows.sum())
     fix = f"remove them or {hint} to drop the {n_bad} affected rows" if hint else "remove them"

@@ -359,6 +359,14 @@ def evaluate_file(
         check_outputs([report], [model_path, data])
         check_outputs(report_outputs(report), [model_path, data])
     model = load(model_path)
+    from gencli.data import Table
+
+    seen: dict[str, Any] = {}
+
+    def model_columns(columns: list[str], named: bool) -> list[int]:
+        seen["header"] = Table(np.empty((0, len(columns))), columns, named, str(data))
+        return model.column_picks(seen["header"])
+
     table = read_table(
         data,
         format=format,
@@ -366,8 +374,9 @@ def evaluate_file(
         stdin=stdin,
         header=header,
         non_numeric_hint="remove that column from the file",
+        usecols=model_columns,
     )
-    extra = model.extra_columns(table)
+    extra = model.extra_columns(seen["header"])
     aligned = require_finite(model.align(table), hint="pass --dropna")
     result = evaluate(model, aligned.values, seed=seed, n_permutations=n_permutations)
     result = {
@@ -378,7 +387,7 @@ def evaluate_file(
         "matched_by": "name" if model.named_columns and table.named else "position",
         "ignored_columns": extra,
         **result,
-        "notes": [*table.notes, *result.get("notes", [])],
+        "data_notes": list(table.notes),
         "report_file": None if report is None else str(report),
     }
     if report is not None:

@@ -234,7 +234,11 @@ def score_file(
         format_of_output(output, output_format)  # a contradiction is refused before any work
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
-    stream = stream_table(data, format=format, stdin=stdin, header=header)
+
+    def model_columns(columns: list[str], named: bool) -> list[int]:
+        return model.column_picks(Table(np.empty((0, len(columns))), columns, named, str(data)))
+
+    stream = stream_table(data, format=format, stdin=stdin, header=header, usecols=model_columns)
     names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
     extra = model.extra_columns(names)
     picks = model.column_picks(names)

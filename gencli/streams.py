@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -31,6 +31,10 @@ class TableStream:
     notes: tuple[str, ...] = ()
 
 
+#: Given a table's column names and whether they are real names, the positions it needs.
+UseCols = Callable[[list[str], bool], Sequence[int]]
+
+
 def stream_table(
     source: str | os.PathLike[str],
     *,
@@ -38,12 +42,16 @@ def stream_table(
     stdin: IO[bytes] | None = None,
     chunk_rows: int = CHUNK_ROWS,
     header: bool | None = None,
+    usecols: UseCols | None = None,
 ) -> TableStream:
     """Open a table for reading in blocks of at most ``chunk_rows`` rows (fewer for wide
     tables, see :func:`gencli.table.block_rows`), from a file or a pipe, with memory that
     does not grow with the number of rows.
 
     ``header`` is as for :func:`gencli.data.read_table`: CSV/TSV decide it the same way.
+    ``usecols(columns, named)`` returns the positions of the columns the caller needs (it
+    may raise for a missing one); only those must be numbers, the others read as NaN, so a
+    text column the model does not use (an id, a label) is simply ignored.
     Every format streams: CSV/TSV in blocks of lines, NPY a block of rows at a time, and
     Parquet a batch at a time (from a pipe, after reading its bytes within the budget).
     """
@@ -55,7 +63,9 @@ def stream_table(
             from gencli.csvread import stream_delimited
 
             delimiter = "\t" if fmt == "tsv" else ","
-            columns, named, notes, blocks = stream_delimited(handle, delimiter, header, chunk_rows)
+            columns, named, notes, blocks = stream_delimited(
+                handle, delimiter, header, chunk_rows, usecols
+            )
             return TableStream(columns, named, handle.name, blocks, notes)
         if fmt == "npy":
             from gencli.binread import stream_npy
@@ -63,11 +73,19 @@ def stream_table(
             names, blocks = stream_npy(handle, chunk_rows)
             return TableStream(names, False, handle.name, blocks)
         from gencli.binread import open_parquet, stream_parquet
-
-        parquet = open_parquet(handle)
-        names, blocks = stream_parquet(parquet, handle.name, chunk_rows)
         from gencli.table import column_names
 
+        parquet = open_parquet(handle)
+        names, blocks = stream_parquet(
+            parquet,
+            handle.name,
+            chunk_rows,
+            lambda raw: (
+                usecols(column_names(raw, handle.name, named=True), True)
+                if usecols is not None
+                else range(len(raw))
+            ),
+        )
         return TableStream(column_names(names, handle.name, named=True), True, handle.name, blocks)
     except BaseException:
         handle.close()

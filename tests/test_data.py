@@ -368,7 +368,8 @@ def test_require_finite_on_table():
     with pytest.raises(DataError) as info:
         require_finite(table)
     message = str(info.value)
-    assert "s.csv" in message and "'p'" in message and "row 3" in message
+    # the first bad row in the file (row 1, column q), not the first bad column
+    assert "s.csv" in message and "'q'" in message and "row 1 " in message
     assert "2 affected rows" in message
     kept = require_finite(table, dropna=True)
     np.testing.assert_array_equal(kept.values, [[2.0, 3.0]])

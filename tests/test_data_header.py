@@ -171,7 +171,7 @@ def test_jobs_pass_notes_and_header_through(tmp_path):
     scored = score_file(tmp_path / "m.pkl", tmp_path / "y.csv")
     assert scored["rows"] == 60 and scored["notes"] == record["notes"]
     evaluated = evaluate_file(tmp_path / "m.pkl", tmp_path / "y.csv", n_permutations=10)
-    assert evaluated["notes"][0] == record["notes"][0]
+    assert evaluated["data_notes"] == record["notes"]
     (tmp_path / "plain.csv").write_text(body)
     told = fit_file(tmp_path / "plain.csv", tmp_path / "m2.pkl", header=True, components=1)
     assert told["rows"] == 59 and told["notes"] == []
