@@ -363,3 +363,21 @@ def test_report_figures_never_replace_an_input_or_an_output(job, args, kept):
     one_error(result, 1, "would be" if kept else "", "Choose")
     after = {p.name: p.read_bytes() for p in job.iterdir() if p.is_file()}
     assert after == before
+
+
+def test_columns_the_model_does_not_use_may_hold_text(job):
+    data = np.loadtxt("d.csv", delimiter=",", skiprows=1)
+    labels = pa.array([f"id-{i}" for i in range(len(data))])
+    pq.write_table(pa.table({"label": labels, "b": data[:, 1], "a": data[:, 0]}), "d.parquet")
+    lines = ["label,a,b"] + [f"id {i},{a!r},{b!r}" for i, (a, b) in enumerate(data.tolist())]
+    lines[5] = "x," + lines[5].split(",", 1)[1].replace(lines[5].split(",")[2], "")  # b missing
+    Path("t.csv").write_text("\n".join(lines) + "\n")
+    scored = run("score", "m.pkl", "d.parquet")
+    assert scored.returncode == 0, scored.stderr
+    np.testing.assert_array_equal(rows_of(scored.stdout)[:, 0], expected_scores(data))
+    assert b"ignoring columns not in the model: label" in scored.stderr
+    evaluated = run("evaluate", "m.pkl", "t.csv", "--dropna", "--permutations", "0", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["rows"] == len(data) - 1 and result["dropped_rows"] == 1
+    assert result["ignored_columns"] == ["label"]
