@@ -62,8 +62,11 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     dangling one to the file it would create, so that the rename replaces the real file.
     """
     given = Path(path)
-    if str(path) == "":
+    text = os.fspath(path)
+    if text == "":
         raise OutputError("an output path is empty; give a file name")
+    if text.endswith((os.sep, f"{os.sep}.", f"{os.sep}..")) or text in (".", ".."):
+        raise OutputError(f"{text}: names a folder, not a file; give a file name for the output")
     try:
         info: os.stat_result | None = os.stat(given)
     except FileNotFoundError:
@@ -73,6 +76,8 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
             raise OutputError(_too_long(given)) from exc
         raise OutputError(f"{given}: cannot be written: {reason(exc)}") from exc
     if info is not None:
+        if standard_stream(given) is not None:
+            return given, True  # stdout or stderr by another name: written through it
         if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
             return given, True
         if stat.S_ISDIR(info.st_mode):
@@ -85,7 +90,7 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     target = Path(os.path.realpath(given))
     folder = target.parent
     if info is None and not folder.is_dir():
-        shown = given.parent if str(given.parent) else Path(".")
+        shown = folder if given.is_symlink() else (given.parent if str(given.parent) else ".")
         raise OutputError(f"{given}: folder {shown} does not exist; create it first")
     if len(os.fsencode(target.name)) > _name_max(folder):
         raise OutputError(_too_long(given))
@@ -105,19 +110,77 @@ def _too_long(given: Path) -> str:
     return f"{shown}: the path is longer than the file system allows; choose a shorter name"
 
 
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def standard_stream(path: str | os.PathLike[str]) -> int | None:
+    """1 or 2 when ``path`` is this process's stdout or stderr under another name
+    (``/dev/stdout``, ``/proc/self/fd/1``, the file or pipe the shell redirected to), else
+    None. Such an output is written through that descriptor, as '-' is: replacing the file
+    would lose what the shell appended before, and a rename would not reach a pipe."""
+    if os.fspath(path) == "-":
+        return 1
+    try:
+        identity = _identity(os.stat(path))
+    except (OSError, ValueError):
+        return None
+    for fd in (1, 2):
+        try:
+            if _identity(os.fstat(fd)) == identity:
+                return fd
+        except OSError:
+            continue
+    return None
+
+
+def _regular_identity(fd: int) -> tuple[int, int] | None:
+    """The identity of a standard descriptor when it is a regular file (a redirect)."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return _identity(info) if stat.S_ISREG(info.st_mode) else None
+
+
+def _input_identity(source: str | os.PathLike[str]) -> tuple[int, int] | None:
+    if os.fspath(source) == "-":
+        return _regular_identity(0)
+    try:
+        return _identity(os.stat(source))
+    except (OSError, ValueError):
+        return None
+
+
 def check_outputs(
     outputs: Sequence[str | os.PathLike[str] | tuple[str | os.PathLike[str] | None, str] | None],
     inputs: Sequence[str | os.PathLike[str] | None] = (),
 ) -> None:
     """Refuse, before any work, outputs that cannot be written, that are one of the inputs,
-    or that are the same file as another output ('-' is stdout and is not checked).
+    or that are the same file as another output. '-' as an input is stdin and as an output
+    stdout: when the shell redirected them to or from a file, that file counts too
+    (``gencli fit - -o data.csv < data.csv`` and ``gencli score m.pkl d.csv >> d.csv`` are
+    refused, as ``cat`` refuses "input file is output file").
 
     An output may come with what it is (``(path, "the report's figure")``) for the message.
     """
     seen: dict[Path, str] = {}
+    sources = [(source, _input_identity(source)) for source in inputs if source is not None]
     for entry in outputs:
         output, what = entry if isinstance(entry, tuple) else (entry, "")
-        if output is None or str(output) == "-":
+        if output is None:
+            continue
+        if os.fspath(output) == "-" or standard_stream(output) is not None:
+            stream = standard_stream(output) or 1
+            written_to = _regular_identity(stream)
+            for source, identity in sources:
+                if written_to is not None and identity == written_to:
+                    name = "stdin" if os.fspath(source) == "-" else str(source)
+                    raise OutputError(
+                        f"{'stdout' if stream == 1 else 'stderr'} is redirected to {name}, "
+                        "which is also an input; writing it would destroy it. Redirect the "
+                        "output to another file"
+                    )
             continue
         target, special = resolve_target(output)
         if not special:
@@ -126,13 +189,19 @@ def check_outputs(
                 raise OutputError(
                     f"{output}: folder {folder} is not writable; choose another output path"
                 )
-        for source in inputs:
-            if source is None or str(source) == "-":
+        for source, identity in sources:
+            if special:
                 continue
-            if not special and _same_file(target, Path(source)):
+            same = (
+                identity == _identity(os.stat(target))
+                if identity is not None and target.exists()
+                else os.fspath(source) != "-" and _same_file(target, Path(source))
+            )
+            if same:
                 role = f"would be {what}, but it " if what else ""
+                shown = " (it is what stdin reads)" if os.fspath(source) == "-" else ""
                 raise OutputError(
-                    f"{output}: {role}is also an input; writing it would destroy it. "
+                    f"{output}: {role}is also an input{shown}; writing it would destroy it. "
                     "Choose another output path"
                 )
         if target in seen and not special:
@@ -183,31 +252,50 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             raise_if_stopped()  # a stop signal whose exception was swallowed must not publish
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        _copy_mode(target, tmp)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {reason(exc)}; nothing was changed") from exc
+        raise OutputError(f"{path}: cannot write: {reason(exc)}; it was left as it was") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     written.append(str(path))
 
 
+def _copy_mode(target: Path, tmp: Path) -> None:
+    """The new file gets the old one's permissions (a private file stays private) and, when
+    gencli may set it, its owner; a new file gets the usual 0666 less the umask."""
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    if hasattr(os, "chown") and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.chown(tmp, old.st_uid, old.st_gid)
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+
+
 @contextlib.contextmanager
 def _in_place(target: Path, shown: str, mode: str) -> Iterator[IO]:
-    """Write to a character device or a named pipe as it is (never replace it)."""
-    flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(target, flags)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise OutputError(
-                f"{shown}: is a named pipe with no reader; start the reader first"
-            ) from exc
-        raise OutputError(f"{shown}: cannot write: {reason(exc)}") from exc
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
+    """Write to a character device or a named pipe as it is (never replace it); to this
+    process's own stdout or stderr through its descriptor, so a shell's ``>>`` appends."""
+    stream = standard_stream(target)
+    if stream is not None:
+        fd = os.dup(stream)
+    else:
+        flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(target, flags)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(target).st_mode):
+                raise OutputError(
+                    f"{shown}: is a named pipe with no reader; start the reader first"
+                ) from exc
+            raise OutputError(f"{shown}: cannot write: {reason(exc)}") from exc
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
     touched.append(shown)
     try:
         with os.fdopen(fd, mode) as handle:

@@ -92,13 +92,41 @@ def translate(exc: BaseException) -> BaseException:
         return _interrupted(signum)
     if isinstance(exc, BrokenPipeError):
         return QuietExit(EXIT_BROKEN_PIPE)
+    error = _one_line_error(exc)
+    from gencli import atomic
+
+    if atomic.written and isinstance(error, click.ClickException):
+        done = ", ".join(atomic.written)
+        return click.ClickException(f"{error.message} ({done} had been written before this)")
+    return error
+
+
+_OUT_OF_MEMORY = (
+    "ran out of memory; use fewer rows or --columns, a smaller model, or a machine with more memory"
+)
+# What a library says when the address space (ulimit -v) is too small to load or start it.
+_MAPPING_FAILURES = (
+    "failed to map segment",
+    "cannot allocate memory",
+    "failed to launch worker thread",
+    "can't start new thread",
+    "out of memory",
+)
+
+
+def _one_line_error(exc: BaseException) -> BaseException:
+    """The one-line error for an exception that is neither a signal nor a closed pipe."""
     if isinstance(exc, GencliError):
         return click.ClickException(one_line(str(exc)))
-    if isinstance(exc, MemoryError):
-        return click.ClickException(
-            "ran out of memory; use fewer rows or --columns, a smaller model, or a machine "
-            "with more memory"
-        )
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ArrowMemoryError":
+        return click.ClickException(_OUT_OF_MEMORY)
+    if isinstance(exc, (ImportError, OSError, RuntimeError)) or "Arrow" in type(exc).__name__:
+        text = str(exc).lower()
+        if any(words in text for words in _MAPPING_FAILURES):
+            return click.ClickException(
+                f"ran out of memory (or address space, ulimit -v) while starting: {one_line(exc)}"
+                "; raise the limit or free memory"
+            )
     if isinstance(exc, RecursionError):
         return click.ClickException("the input is nested too deeply to process; check it")
     if isinstance(exc, OSError):
@@ -117,11 +145,16 @@ class GencliGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Bare ``gencli`` shows the usage on stderr and exits 2, as a usage error does."""
         if not args:
-            click.echo(ctx.get_help(), err=True)
+            if sys.stderr is not None:
+                sys.stderr.write(ctx.get_help() + "\n")
             ctx.exit(2)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from gencli import atomic
+
+        atomic.written.clear()  # what this invocation writes (a test may run several)
+        atomic.touched.clear()
         try:
             return super().invoke(ctx)
         except BaseException as exc:
@@ -133,7 +166,11 @@ class GencliGroup(click.Group):
             raise translated from None
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        """Like click's, but a usage error is one line too (click prints three)."""
+        """Like click's, but every error is one line on stderr (click prints three for a
+        usage error, falls back to stdout when stderr is closed, and turns a stop signal or
+        a closed pipe outside a command into exit 1)."""
+        from gencli import errors
+
         run: Any = super().main
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
@@ -141,16 +178,25 @@ class GencliGroup(click.Group):
             code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
+            _print_error(f"{exc.format_message()}{hint}")
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            exc.show()
+            _print_error(exc.format_message())
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Error: aborted", err=True)
+        except click.Abort as exc:  # click's word for a KeyboardInterrupt outside a command
+            if isinstance(exc.__cause__, KeyboardInterrupt) or errors.pending_signal is not None:
+                signum = getattr(exc.__cause__, "signum", None) or errors.pending_signal
+                stopped = _interrupted(signum)
+                _print_error(stopped.format_message())
+                sys.exit(stopped.exit_code)
+            _print_error("aborted")
             sys.exit(1)
         except QuietExit as exc:
             sys.exit(exc.code)
+        except SystemExit:
+            if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click met a closed pipe
+                sys.exit(EXIT_BROKEN_PIPE)
+            raise
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -172,6 +218,13 @@ def cli() -> None:
       gencli sample iris.pkl -n 1000 > synthetic.csv
       gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o -
     """
+
+
+def writes_to_stdout(output: str) -> bool:
+    """Whether ``output`` is stdout: '-', or stdout by another name (``/dev/stdout``)."""
+    from gencli.atomic import standard_stream
+
+    return standard_stream(output) == 1
 
 
 def _check_jobs(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
@@ -592,7 +645,7 @@ def score(
             header=header,
             progress=progress,
         )
-    to_stderr = output == "-"
+    to_stderr = writes_to_stdout(output)  # '-', or /dev/stdout by another name
     for note in result.get("notes", []):
         _say(f"note: {note}", quiet)
     if result["ignored_columns"]:
@@ -602,7 +655,7 @@ def score(
         )
     if as_json or not quiet:
         _emit(_score_lines(result), result, as_json, to_stderr=to_stderr)
-    if output != "-":
+    if not to_stderr:
         _say(f"wrote {output}", quiet)
 
 

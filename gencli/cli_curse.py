@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from gencli.cli_options import CONTEXT_SETTINGS, debug_option, seed_option
-from gencli.console import stderr_console
+from gencli.console import out, say, stderr_console, stdout_console
 from gencli.errors import GencliError
 
 __all__ = ["curse"]
@@ -114,8 +114,12 @@ def curse(
 
     from gencli.curse import run_curse
 
+    if plot is not None:
+        from gencli.atomic import check_outputs
+
+        check_outputs([plot])  # before minutes of work, not after
     err_console = stderr_console()
-    show_progress = not quiet and err_console.is_terminal
+    show_progress = not quiet and err_console is not None and err_console.is_terminal
     records = _run_with_progress(
         run_curse,
         err_console if show_progress else None,
@@ -131,22 +135,20 @@ def curse(
 
         write_plot(records, plot, samples=samples, train=train, seed=seed)
         if not quiet:
-            click.echo(f"wrote {plot}", err=True)
+            say(f"wrote {plot}")
 
     from gencli import curse_render
 
     if as_json:
-        click.echo(curse_render.to_json(records), nl=False)
+        out(curse_render.to_json(records).rstrip("\n"), escape=False)
     elif as_csv:
-        click.echo(curse_render.to_csv(records), nl=False)
+        out(curse_render.to_csv(records).rstrip("\n"), escape=False)
     else:
-        from rich.console import Console
-
-        out = Console()
-        out.print(curse_render.to_table(records, out.width))
-        out.print()
+        table = stdout_console()
+        table.print(curse_render.to_table(records, table.width))
+        table.print()
         for sentence in curse_render.explain(records, samples=samples, train=train):
-            out.print(sentence, markup=False, highlight=False)
+            table.print(sentence, markup=False, highlight=False)
 
 
 def _run_with_progress(run: Any, console: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -48,8 +49,9 @@ def printable(text: object) -> str:
 
 
 def one_line(message: object) -> str:
-    """A message as one escaped line (runs of whitespace, newlines included, become a space)."""
-    return printable(" ".join(str(message).split()))
+    """A message as one escaped line: runs of ASCII whitespace (newlines included) become a
+    space; any other character a terminal acts on is escaped."""
+    return printable(re.sub(r"[ \t\n\r\f\v]+", " ", str(message)).strip())
 
 
 def say(line: str, *, escape: bool = True) -> None:
@@ -93,14 +95,19 @@ class _StdoutRaw(io.RawIOBase):
         return 1
 
     def write(self, data: Any) -> int:
-        try:
-            return os.write(1, data)
-        except (BrokenPipeError, InterruptedError, BlockingIOError):
-            raise
-        except OSError as exc:
-            from gencli.errors import OutputError
+        while True:
+            try:
+                return os.write(1, data)
+            except BlockingIOError:  # stdout inherited O_NONBLOCK and the reader is slow
+                import select
 
-            raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+                select.select([], [1], [])
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                from gencli.errors import OutputError
+
+                raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
 
 
 def _guarded_stdout(raw: io.RawIOBase) -> io.TextIOWrapper:
@@ -130,7 +137,8 @@ class _ClosedRaw(io.RawIOBase):
         from gencli.errors import OutputError
 
         raise OutputError(
-            f"cannot write to {self.name}: it is closed; run without >&- or give -o FILE"
+            f"cannot write to {self.name}: it was closed when gencli started (>&-); "
+            "leave it open, or redirect it (> file)"
         ) from OSError(errno.EBADF, f"{self.name} is closed")
 
 
@@ -182,15 +190,30 @@ def stdout_is_terminal() -> bool:
 
 
 def stderr_console() -> Any:
-    """A rich console on stderr (rich honours NO_COLOR and knows whether it is a terminal)."""
+    """A rich console on stderr (rich honours NO_COLOR and knows whether it is a terminal);
+    None when stderr was closed (rich would fall back to stdout, the data)."""
+    if sys.stderr is None:
+        return None
     from rich.console import Console
 
     return Console(file=sys.stderr)
 
 
+def stdout_console() -> Any:
+    """A rich console on stdout whose closed pipe ends the run as any closed pipe does (rich's
+    own reaction is to exit with status 1)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    return _Console()
+
+
 def progress_bar(total: int | None, label: str, quiet: bool) -> Any:
     """A rich progress bar on stderr when it is a terminal (and not quiet); else a no-op."""
-    console = None if quiet or sys.stderr is None else stderr_console()
+    console = None if quiet else stderr_console()
     if console is None or not console.is_terminal:
         return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -5,13 +5,18 @@ raises them with messages that say what was expected, what was found, where, and
 what to do.
 """
 
+import re
+
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
+
 
 class GencliError(Exception):
     """A problem the user can fix; its message is shown as one line."""
 
     def __init__(self, message: object = "") -> None:
-        # Messages quote library errors and names that may hold newlines: keep one line.
-        super().__init__(" ".join(str(message).split()))
+        # Messages quote library errors that may run over lines: keep one line. Only ASCII
+        # whitespace is folded; anything else in a quoted name is escaped when printed.
+        super().__init__(_ASCII_SPACE.sub(" ", str(message)).strip())
 
 
 class DataError(GencliError):
@@ -57,8 +62,15 @@ def raise_if_stopped() -> None:
 
 
 def on_stop_signal(signum: int, _frame: object) -> None:
-    """Signal handler: SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C so cleanup code runs."""
+    """Signal handler: SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C so cleanup code runs.
+
+    Only the first stop raises: a second one (Ctrl-C, then ``kill`` or a closing terminal)
+    arriving while the first unwinds would otherwise break off the cleanup it is running
+    (removing a temporary file) or the report of what was written.
+    """
     global pending_signal
+    if pending_signal is not None:
+        return
     pending_signal = signum
     raise Stopped(signum)
 

@@ -53,6 +53,10 @@ def fit_file(
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
     """
     check_input(data)  # first, so a bad data path is named as such
+    if os.fspath(output) == "-":
+        raise OutputError(
+            "-o -: a model file does not go to stdout; give a file name such as -o model.pkl"
+        )
     outputs: list[Any] = [(output, "the model file"), (report, "the report")]
     check_outputs(outputs, [data])
     if report is not None:
@@ -287,12 +291,12 @@ def score_file(
             total += float(np.sum(log_density))
             if progress is not None:
                 progress(chunk.shape[0])
-    if counts["rows"] == 0:
-        if counts["skipped"]:
-            raise DataError(
-                f"{stream.source}: every row has a missing or infinite value; nothing to score"
-            )
-        raise DataError(f"{stream.source}: has no data rows; nothing to score")
+        if counts["rows"] == 0:  # inside: an output file must not be published
+            if counts["skipped"]:
+                raise DataError(
+                    f"{stream.source}: every row has a missing or infinite value; nothing to score"
+                )
+            raise DataError(f"{stream.source}: has no data rows; nothing to score")
     rows = counts["rows"]
     mean = total / rows
     return {

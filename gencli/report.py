@@ -802,6 +802,6 @@ def write_report(
             written.append(figure)
         text = _markdown(doc, [figure.name for figure in figures[: len(doc.figures)]])
     with atomic_write(target) as handle:
-        handle.write(text.encode("utf-8"))
+        handle.write(text.encode("utf-8", "backslashreplace"))
     written.append(target)
     return written

@@ -216,6 +216,10 @@ def _open_pipe(path: str, fd: int, *, named: bool) -> Input:
 
 
 def _open_stdin(stdin: IO[bytes] | None) -> Input:
+    if stdin is None and sys.stdin is None:  # descriptor 0 was closed when gencli started
+        raise DataError(
+            "<stdin>: is closed (<&-), so there is nothing to read; pipe the data in or give a file"
+        )
     stream = stdin if stdin is not None else sys.stdin.buffer
     size = None
     try:

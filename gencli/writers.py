@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import sys
@@ -88,9 +89,26 @@ def round_significant(values: np.ndarray, digits: int) -> np.ndarray:
         rounded = np.where(places >= 0, whole / power, whole * power)
         near_tie = np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-6
         slow = ~exact | near_tie | ~np.isfinite(rounded)
-    rounded[slow] = [float(f"{value:.{digits - 1}e}") for value in v[slow].tolist()]
+    rounded[slow] = [_round_one(value, digits) for value in v[slow].tolist()]
     result.flat[picks] = rounded
     return result
+
+
+def _round_one(value: float, digits: int) -> float:
+    """``value`` to ``digits`` significant digits; near the largest double, rounding up would
+    overflow to infinity, so there the digits are cut toward zero instead."""
+    rounded = float(f"{value:.{digits - 1}e}")
+    if math.isinf(rounded):
+        import decimal
+
+        context = decimal.Context(prec=digits, rounding=decimal.ROUND_DOWN)
+        rounded = float(context.create_decimal(value))
+    return rounded
+
+
+def _utf8(name: str) -> str:
+    """A column name that UTF-8 can hold: lone surrogates (undecodable bytes) escaped."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _arrow_table(
@@ -114,7 +132,7 @@ def _arrow_table(
     for flag in flags.values():
         bits = np.packbits(np.asarray(flag, dtype=bool), bitorder="little")
         arrays.append(pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bits)]))
-    return pa.Table.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays(arrays, names=[_utf8(name) for name in names])
 
 
 class TableWriter:
@@ -167,19 +185,14 @@ class TableWriter:
         self._target: IO[bytes] | None = None  # where a spooled NPY goes at the end
         self._npy_counted = False
         self._parquet: Any = None
+        self._header_done = False
+        self.terminal = False  # whether the rows go to a terminal
 
     # ------------------------------------------------------------------ opening
 
     def _open_stdout(self) -> IO[bytes]:
-        from gencli.console import stdout_is_terminal
-
         if self.stdout is not None:
             return self.stdout
-        if self.fmt in BINARY_FORMATS and stdout_is_terminal():
-            raise OutputError(
-                f"refusing to print {self.fmt.upper()} (binary) on a terminal; redirect "
-                f"stdout to a file or a pipe, or write a file with -o out.{self.fmt}"
-            )
         return sys.stdout.buffer
 
     def __enter__(self) -> TableWriter:
@@ -188,6 +201,15 @@ class TableWriter:
         else:
             handle = self._stack.enter_context(atomic_write(self.path))
         self._handle = handle
+        self.terminal = _is_terminal(handle)
+        if self.terminal and self.fmt in BINARY_FORMATS:
+            where = "stdout" if self.to_stdout else str(self.path)
+            error = OutputError(
+                f"{where} is a terminal: refusing to print {self.fmt.upper()} (binary) on it; "
+                f"redirect to a file or a pipe, or write a file with -o out.{self.fmt}"
+            )
+            self._stack.__exit__(OutputError, error, None)  # nothing was written
+            raise error
         if self.fmt == "npy":
             if seekable(handle):
                 self._raw_write(self._npy_header(0))
@@ -196,7 +218,10 @@ class TableWriter:
                 self._npy_counted = True
             else:  # a pipe, and the row count is unknown until the end: spool the rows
                 self._target = handle
-                self._handle = self._stack.enter_context(tempfile.TemporaryFile())
+                try:
+                    self._handle = self._stack.enter_context(tempfile.TemporaryFile())
+                except OSError as exc:
+                    raise self._spool_error(exc) from exc
         return self
 
     # ------------------------------------------------------------------ writing
@@ -209,6 +234,8 @@ class TableWriter:
         except BrokenPipeError:
             raise
         except OSError as exc:
+            if stream is not None and stream is not self._target and self._target is not None:
+                raise self._spool_error(exc) from exc
             raise self._write_error(exc) from exc
 
     def _write_error(self, exc: OSError) -> OutputError:
@@ -217,6 +244,15 @@ class TableWriter:
 
         where = "stdout" if self.to_stdout else str(self.path)
         return OutputError(f"cannot write to {where}: {reason(exc)}")
+
+    def _spool_error(self, exc: OSError) -> OutputError:
+        from gencli.atomic import reason
+
+        return OutputError(
+            f"cannot keep the NPY rows in a temporary file in {tempfile.gettempdir()} until "
+            f"their count is known: {reason(exc)}; set TMPDIR to a folder with room, or write "
+            "a file with -o"
+        )
 
     def _npy_header(self, rows: int) -> bytes:
         """An NPY header whose row count field is padded to a fixed width, so it can be
@@ -236,8 +272,11 @@ class TableWriter:
         if values.ndim == 1:
             values = values.reshape(-1, 1)
         flags = flags or {}
+        if values.shape[0] == 0 and (self._header_done or self._parquet is not None):
+            return  # nothing to add (a chunk whose rows were all skipped)
         if self.fmt in ("csv", "tsv"):
-            self._raw_write(self._csv(values, flags, header=self.rows == 0))
+            self._raw_write(self._csv(values, flags, header=not self._header_done))
+            self._header_done = True
         elif self.fmt == "npy":
             extra = [np.asarray(f, dtype=np.float64).reshape(-1, 1) for f in flags.values()]
             block = np.ascontiguousarray(np.hstack([values, *extra]), "<f8")
@@ -257,11 +296,10 @@ class TableWriter:
         out = io.BytesIO()
         if header:  # written here: arrow would quote every name
             names = [*self.columns, *flags]
-            if self.to_stdout and self.stdout is None:
-                from gencli.console import printable, stdout_is_terminal
+            if self.terminal:  # names from a file must not drive the terminal
+                from gencli.console import printable
 
-                if stdout_is_terminal():  # names from a file must not drive the terminal
-                    names = [printable(name) for name in names]
+                names = [printable(name) for name in names]
             out.write(_csv_header(names, delimiter))
         if table.num_rows:
             options = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
@@ -334,6 +372,13 @@ class TableWriter:
             self._raw_write(self._npy_header(self.rows))
 
 
+def _is_terminal(handle: IO[bytes]) -> bool:
+    try:
+        return os.isatty(handle.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+
+
 def write_all(stream: IO[bytes], payload: bytes) -> None:
     """Write every byte: a buffered write to a pipe may stop short when the reader closes,
     and the next write then raises BrokenPipeError instead of losing data silently."""
@@ -356,7 +401,7 @@ def _csv_header(names: Sequence[str], delimiter: str) -> bytes:
     quote_all = any(map(_looks_numeric, names))
     quoting: Literal[0, 1] = csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL
     csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=quoting).writerow(names)
-    return out.getvalue().encode("utf-8")
+    return out.getvalue().encode("utf-8", "backslashreplace")
 
 
 def write_table(

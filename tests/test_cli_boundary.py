@@ -51,8 +51,25 @@ def message(exc: BaseException) -> str:
         (RecursionError("maximum recursion depth exceeded"), ["nested too deeply"]),
         (DataError("x.csv: column 'a\nverdict' is bad"), ["column 'a verdict' is bad"]),
         (ValueError("odd"), ["unexpected ValueError: odd", "--debug"]),
+        (
+            ImportError("libgfortran.so.5: failed to map segment from shared object"),
+            ["ran out of memory", "ulimit -v"],
+        ),
+        (RuntimeError("can't start new thread"), ["ran out of memory"]),
+        (DataError("column 'e\x85nel' is bad"), ["column 'e\\x85nel' is bad"]),
     ],
-    ids=["loop", "permission", "nospace", "memory", "recursion", "gencli", "other"],
+    ids=[
+        "loop",
+        "permission",
+        "nospace",
+        "memory",
+        "recursion",
+        "gencli",
+        "other",
+        "mapping",
+        "threads",
+        "nel-kept",
+    ],
 )
 def test_each_kind_of_failure_is_its_own_one_line_message(exc, fragments):
     text = message(exc)
@@ -116,3 +133,9 @@ def test_printable_escapes_what_a_terminal_would_act_on(text, shown):
     words = f"{text}  and\n more".split()  # whitespace, newlines included, becomes one space
     assert one_line(f"{text}  and\n more") == printable(" ".join(words))
     assert "\n" not in one_line(f"{text}  and\n more")
+
+
+def test_an_error_names_the_outputs_written_before_it():
+    atomic.written.append("model.pkl")
+    text = message(DataError("r.fig1.png: cannot write: No space left on device"))
+    assert text.endswith("(model.pkl had been written before this)")

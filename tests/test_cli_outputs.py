@@ -381,3 +381,98 @@ def test_columns_the_model_does_not_use_may_hold_text(job):
     result = json.loads(evaluated.stdout)
     assert result["rows"] == len(data) - 1 and result["dropped_rows"] == 1
     assert result["ignored_columns"] == ["label"]
+
+
+# ----------------------------------------------------------------------------- second looks
+
+
+@pytest.mark.parametrize(
+    "shell",
+    [
+        "cp d.csv h.csv && {gencli} fit - -k 1 -o h.csv < h.csv",
+        "cp d.csv h.csv && {gencli} score m.pkl - -o h.csv < h.csv",
+        "cp d.csv h.csv && {gencli} evaluate m.pkl - --report h.json --format csv < h.json",
+        "cp d.csv h.csv && {gencli} score m.pkl h.csv >> h.csv",
+        "cp d.csv h.csv && {gencli} sample m.pkl -n 3 -o /dev/stdout >> h.csv",
+    ],
+    ids=["fit-stdin", "score-stdin", "evaluate-stdin", "stdout-appends-input", "dev-stdout"],
+)
+def test_stdin_and_stdout_redirected_to_an_input_are_refused(job, shell):
+    command = shell.format(gencli=" ".join(GENCLI))
+    if "evaluate" in command:
+        command = command.replace("cp d.csv h.csv", "cp d.csv h.json")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, timeout=120)
+    kept = "h.json" if "evaluate" in command else "h.csv"
+    if "/dev/stdout" in command:
+        # not an input there: /dev/stdout appends through the shell's descriptor, as '-'
+        assert result.returncode == 0, result.stderr
+        text = Path("h.csv").read_text()
+        assert text.startswith(Path("d.csv").read_text()) and text.count("a,b") == 2
+        return
+    one_error(result, 1, "input")
+    assert Path(kept).read_bytes() == Path("d.csv").read_bytes()
+
+
+def test_dropna_over_chunks_of_skipped_rows_writes_one_header(job):
+    row = Path("d.csv").read_text().splitlines()[1]
+    Path("nan.csv").write_text("a,b\n" + "nan,1.0\n" * 150_000 + (row + "\n") * 5)
+    result = run("score", "m.pkl", "nan.csv", "--dropna", "-o", "nf.csv")
+    assert result.returncode == 0, result.stderr
+    lines = Path("nf.csv").read_text().splitlines()
+    assert lines[0] == "row,log_density" and len(lines) == 6
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(150_001, 150_006))
+
+
+def test_score_of_no_rows_leaves_the_old_output(job):
+    Path("e.csv").write_text("precious\n")
+    Path("empty.csv").write_text("a,b\n")
+    Path("gone.csv").write_text("a,b\nnan,1\n,2\n")
+    one_error(run("score", "m.pkl", "empty.csv", "-o", "e.csv"), 1, "no data rows")
+    one_error(run("score", "m.pkl", "gone.csv", "-o", "e.csv", "--dropna"), 1, "every row")
+    assert Path("e.csv").read_text() == "precious\n"
+
+
+def test_precision_never_rounds_a_finite_number_to_infinity():
+    from gencli.writers import round_significant
+
+    values = np.array([1.7976931348623157e308, -1.79e308, 5e-324, -0.0, 123456.5])
+    for digits in (1, 3, 15):
+        rounded = round_significant(values, digits)
+        assert np.all(np.isfinite(rounded))
+        for got, value in zip(rounded.tolist(), values.tolist(), strict=True):
+            assert abs(got) <= abs(value) * (1 + 10.0 ** (1 - digits)) or got == value
+            assert len(Decimal(repr(got)).normalize().as_tuple().digits) <= digits
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["curse", "--dims", "1", "--samples", "50", "--learn-max-dim", "0"],
+    ],
+    ids=["help", "version", "curse-table"],
+)
+def test_output_into_a_closed_pipe_is_quiet_everywhere(job, args):
+    proc = subprocess.Popen(
+        [*GENCLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=job
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 141), (proc.returncode, err)
+    assert err in (b"", b"\n"), err
+
+
+def test_undecodable_bytes_in_a_file_name_do_not_break_reports(job):
+    name = os.fsdecode(b"d\xff.csv")
+    Path(name).write_bytes(Path("d.csv").read_bytes())
+    for report in ("r.md", "r.html", "r.json"):
+        result = run("fit", name, "-k", "1", "-o", "q.pkl", "--report", report)
+        assert result.returncode == 0, result.stderr
+        assert "\\udcff" in Path(report).read_text() or "\\xff" in Path(report).read_text()
+
+
+def test_a_model_file_cannot_go_to_stdout(job):
+    one_error(run("fit", "d.csv", "-k", "1", "-o", "-"), 1, "-o -", "file name")
+    assert not Path("-").exists()

@@ -429,3 +429,108 @@ def test_a_signal_the_caller_ignores_stays_ignored(job):
     code, err = finish(proc)
     assert code == 0, err
     assert len((job / "s.csv").read_text().splitlines()) == 400001
+
+
+# ----------------------------------------------------------------------------- second looks
+
+
+def test_dev_stdout_is_stdout_summary_terminal_and_append_included(job):
+    scored = run("score", "m.pkl", "d.csv", "-o", "/dev/stdout", "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert scored.stdout.decode().splitlines()[0] == "log_density"
+    assert b"rows" not in scored.stdout and b'"rows": 300' in scored.stderr
+    controller, terminal = pty.openpty()
+    try:
+        name = os.ttyname(terminal)
+        proc = run("sample", "m.pkl", "-n", "3", "-o", name, "--format", "npy")
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    one_error(proc, 1, "terminal", "binary")
+
+
+def test_two_stop_signals_in_a_row_still_clean_up(job):
+    (job / "s.csv").write_text("an older output\n")
+    for second in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        proc = start(["sample", "m.pkl", "-n", "50000000", "-o", "s.csv"], job)
+        deadline = time.monotonic() + 60
+        while not temporary_files(job):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(second)
+        code, err = finish(proc)
+        assert code == 130, (second, code, err)
+        assert err.strip().splitlines()[-1].startswith("Error: interrupted"), err
+        assert "Traceback" not in err and "aborted" not in err, err
+        assert (job / "s.csv").read_text() == "an older output\n"
+        assert not temporary_files(job)
+
+
+def test_an_error_after_an_output_was_written_says_so(job):
+    disk = job / "disk"
+    disk.mkdir()
+    python = " ".join(GENCLI)
+    script = (
+        f"cd disk && cp ../d.csv d.csv && "
+        f"{python} fit d.csv -k 2 -o m.pkl --report r.md 2> ../stderr.txt; echo $? > ../code.txt"
+    )
+    # 256 KiB less the filler and the data: room for the model (18 KB), not for a figure (60 KB)
+    _in_small_tmpfs(disk, f"head -c 205000 /dev/urandom > {disk}/filler; {script}")
+    result = subprocess.CompletedProcess(
+        [], int((job / "code.txt").read_text()), b"", (job / "stderr.txt").read_bytes()
+    )
+    line = one_error(result, 1, "No space left on device")
+    assert "m.pkl had been written before this" in line, line
+
+
+def test_a_closed_stderr_never_sends_errors_into_the_data(job):
+    with open(job / "out.csv", "wb") as out:
+        result = subprocess.run(
+            [*GENCLI, "score", "m.pkl", "missing.csv"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+            preexec_fn=lambda: os.close(2),
+        )
+    assert result.returncode == 1
+    assert (job / "out.csv").read_bytes() == b""
+
+
+def test_a_closed_stdin_is_one_line(job):
+    result = subprocess.run(
+        [*GENCLI, "fit", "-", "-o", "x.pkl"],
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(0),
+    )
+    one_error(result, 1, "<stdin>", "closed")
+    assert not (job / "x.pkl").exists()
+
+
+def test_a_replaced_output_keeps_its_permissions(job):
+    (job / "private.csv").write_text("old\n")
+    os.chmod(job / "private.csv", 0o600)
+    assert run("sample", "m.pkl", "-n", "2", "-o", "private.csv").returncode == 0
+    assert stat.S_IMODE(os.stat(job / "private.csv").st_mode) == 0o600
+    assert (job / "private.csv").read_text().startswith("a,b\n")
+
+
+@pytest.mark.parametrize("out", ["d.csv/", "new.csv/", "d.csv/.", "d.csv/.."])
+def test_a_path_naming_a_folder_is_refused(job, out):
+    before = (job / "d.csv").read_bytes()
+    one_error(run("sample", "m.pkl", "-n", "2", "-o", out, "--format", "csv"), 1, "folder")
+    assert (job / "d.csv").read_bytes() == before
+    assert not (job / "new.csv").exists()
+
+
+def test_curse_checks_its_plot_path_before_the_work(job):
+    result = subprocess.run(
+        [*GENCLI, "curse", "--dims", "1..1000", "--samples", "200000", "--plot", "no/c.png"],
+        capture_output=True,
+        timeout=60,
+    )
+    one_error(result, 1, "no/c.png", "does not exist")
