@@ -95,10 +95,14 @@ def translate(exc: BaseException) -> BaseException:
     error = _one_line_error(exc)
     from gencli import atomic
 
-    if atomic.written and isinstance(error, click.ClickException):
-        done = ", ".join(atomic.written)
-        return click.ClickException(f"{error.message} ({done} had been written before this)")
-    return error
+    if not isinstance(error, click.ClickException):
+        return error
+    notes = []
+    if atomic.written:
+        notes.append(f"{', '.join(atomic.written)} had been written before this")
+    if atomic.touched:
+        notes.append(f"what went to {', '.join(atomic.touched)} is incomplete")
+    return click.ClickException(f"{error.message} ({'; '.join(notes)})") if notes else error
 
 
 _OUT_OF_MEMORY = (

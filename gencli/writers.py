@@ -193,6 +193,9 @@ class TableWriter:
     def _open_stdout(self) -> IO[bytes]:
         if self.stdout is not None:
             return self.stdout
+        from gencli import atomic
+
+        atomic.touched.append("stdout")  # until the table is complete: said on a failure
         return sys.stdout.buffer
 
     def __enter__(self) -> TableWriter:
@@ -350,6 +353,10 @@ class TableWriter:
                 raise
             except OSError as exc:
                 raise self._write_error(exc) from exc
+            from gencli import atomic
+
+            if "stdout" in atomic.touched:
+                atomic.touched.remove("stdout")
 
     def _finish_npy(self, handle: IO[bytes]) -> None:
         if self._npy_counted:
