@@ -6,6 +6,7 @@ what to do.
 """
 
 import re
+from typing import Any
 
 _ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
 
@@ -61,18 +62,52 @@ def raise_if_stopped() -> None:
         raise Stopped(pending_signal)
 
 
-def on_stop_signal(signum: int, _frame: object) -> None:
+_raised = False  # whether the stop has been raised (it is raised once)
+_RETRY_SECONDS = 0.02
+
+
+def _in_import_system(frame: Any) -> bool:
+    """Whether the interrupted code is inside Python's import machinery (or called from it).
+
+    An exception raised there can escape between taking the global import lock and the
+    ``try`` that releases it, or inside a module-lock callback that swallows it; a thread
+    still importing then waits for that lock forever (seen: a fit that never stopped).
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def on_stop_signal(signum: int, frame: Any) -> None:
     """Signal handler: SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C so cleanup code runs.
 
-    Only the first stop raises: a second one (Ctrl-C, then ``kill`` or a closing terminal)
+    The stop is raised once. A second signal (Ctrl-C, then ``kill`` or a closing terminal)
     arriving while the first unwinds would otherwise break off the cleanup it is running
-    (removing a temporary file) or the report of what was written.
+    (removing a temporary file) or the report of what was written. Inside the import
+    machinery the raise waits (retried every 20 ms) until the import is done.
     """
-    global pending_signal
-    if pending_signal is not None:
+    global pending_signal, _raised
+    if pending_signal is None:
+        pending_signal = signum
+    if _raised:
         return
-    pending_signal = signum
-    raise Stopped(signum)
+    if _in_import_system(frame) and _retry_later():
+        return
+    _raised = True
+    raise Stopped(pending_signal)
+
+
+def _retry_later() -> bool:
+    """Deliver the pending stop again shortly (SIGALRM); False where that cannot be done."""
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        return False
+    signal.signal(signal.SIGALRM, lambda _number, frame: on_stop_signal(pending_signal or 2, frame))
+    signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
+    return True
 
 
 def install_stop_handlers() -> None:
