@@ -19,48 +19,20 @@ import numpy as np
 
 from gencli._version import __version__
 from gencli.data import Table, as_table
-from gencli.errors import FitError
+from gencli.errors import FitError, ResourceError
 from gencli.families import FAMILIES
 from gencli.model import DensityModel, data_sha256, log_likelihood_summary
+from gencli.preprocess import (
+    refuse_constant_columns,
+    refuse_small_training_split,
+    refuse_unstandardized_extremes,
+    split_rows,
+    standardization,
+    standardize,
+)
 from gencli.selection import Listener
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
-MIN_HELDOUT_ROWS = 1
-
-
-def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    magnitude = np.maximum(X.max(axis=0), -X.min(axis=0))
-    magnitude[~(magnitude > 0)] = 1.0
-    if np.all((magnitude > 1e-100) & (magnitude < 1e100)):
-        shift, scale = X.mean(axis=0), X.std(axis=0)
-    else:
-        # Divide by each column's largest magnitude first: the variance of values near
-        # 1e300 overflows and that of values near 1e-300 underflows.
-        unit = X / magnitude
-        shift = unit.mean(axis=0) * magnitude
-        scale = unit.std(axis=0) * magnitude
-    constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
-    if constant:
-        quoted = ", ".join(f"'{c}'" for c in constant[:10])
-        noun = "column" if len(constant) == 1 else "columns"
-        raise FitError(
-            f"{table.source}: {noun} {quoted} {'is' if len(constant) == 1 else 'are'} constant, "
-            "so a density over it would be infinite; leave it out with --columns"
-        )
-    return shift, scale
-
-
-def split_rows(
-    n_rows: int, fraction: float, seed: int | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Training and held-out row indices (seeded); no held-out rows when there are too few."""
-    if not 0.0 <= fraction < 1.0:
-        raise FitError(f"--validation must be in [0, 1) but got {fraction}")
-    n_valid = round(fraction * n_rows)
-    if fraction == 0.0 or n_valid < MIN_HELDOUT_ROWS or n_rows - n_valid < 2:
-        return np.arange(n_rows), None
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
 def fit(
@@ -114,38 +86,71 @@ def fit(
     if model not in FAMILIES:
         raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
     table = as_table(data, columns=columns)
+    options = {
+        "standardize": standardize,
+        "components": components,
+        "covariance": covariance,
+        "select": select,
+        "max_iter": max_iter,
+        "n_init": n_init,
+        "tol": tol,
+        "reg_covar": reg_covar,
+        "bandwidth": bandwidth,
+        "kernel": kernel,
+        "folds": folds,
+        "validation": validation,
+        "refit": refit,
+        "seed": seed,
+        "jobs": jobs,
+        "on_candidate": on_candidate,
+    }
+    try:
+        return _fit_table(table, model, options)
+    except MemoryError:
+        raise ResourceError(
+            f"{table.source}: ran out of memory while fitting a {model} to {table.n_rows} rows "
+            f"x {table.n_columns} columns; try fewer --columns, a sample of the rows"
+            + (", fewer --components or --covariance diag" if model == "gmm" else "")
+        ) from None
+
+
+def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
+    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
+    standardize_rows = bool(options["standardize"])
+    validation, seed = options["validation"], options["seed"]
     X = table.values
     if table.n_rows < 2:
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
     started = time.perf_counter()
-    if standardize:
-        shift, scale = _standardization(X, table)
+    refuse_constant_columns(X, table.columns, table.source)
+    if standardize_rows:
+        shift, scale = standardization(X)
     else:
+        refuse_unstandardized_extremes(X, table.columns, table.source, model, options["reg_covar"])
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
-    Z = (X - shift) / scale
+    Z = standardize(X, shift, scale)
     log_jacobian = -float(np.sum(np.log(scale)))
     train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
+    need, what = _rows_needed(model, options)
+    refuse_small_training_split(table.n_rows, len(train_rows), validation, need, what, table.source)
     Z_train = Z[train_rows] if valid_rows is not None else Z  # every row: no copy
     Z_valid = Z[valid_rows] if valid_rows is not None else None
+    if valid_rows is not None:
+        where = f" on the {len(train_rows)} training rows left by --validation {validation:g}"
+        refuse_constant_columns(X[train_rows], table.columns, table.source, where)
     warnings: list[str] = []
     if validation > 0 and valid_rows is None:
         warnings.append(
             f"only {table.n_rows} rows: too few to hold out {validation:.0%}; "
             "the fit has no held-out check"
         )
-    settings: dict[str, Any]
+    keys: tuple[str, ...]
     if model == "gmm":
-        settings = {
-            "components": components,
-            "covariance": covariance,
-            "select": select,
-            "max_iter": max_iter,
-            "n_init": n_init,
-            "tol": tol,
-            "reg_covar": reg_covar,
-        }
+        keys = ("components", "covariance", "select", "max_iter", "n_init", "tol", "reg_covar")
     else:
-        settings = {"bandwidth": bandwidth, "kernel": kernel, "folds": folds}
+        keys = ("bandwidth", "kernel", "folds")
+    settings: dict[str, Any] = {key: options[key] for key in keys}
+    jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
         rows = _Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
         outcome = (_fit_gmm if model == "gmm" else _fit_kde)(rows, settings)
@@ -199,7 +204,7 @@ def fit(
         "command_line": shlex.join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
-        "standardized": bool(standardize),
+        "standardized": standardize_rows,
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "validation": validation_record,
@@ -210,6 +215,25 @@ def fit(
         "fit_seconds": time.perf_counter() - started,
     }
     return result
+
+
+def _rows_needed(model: str, options: dict[str, Any]) -> tuple[int, str]:
+    """The fewest training rows the model can be fitted to, and what needs them."""
+    if model == "kde":
+        if options["bandwidth"] == "cv":
+            folds = int(options["folds"])
+            return max(2, folds), f"--bandwidth cv with {folds} folds"
+        return 2, "a kernel density"
+    from gencli.selection import parse_components
+
+    try:
+        ks = parse_components(options["components"])
+    except ValueError as exc:
+        raise FitError(f"--components: {exc}") from None
+    smallest = ks[0]
+    if len(ks) == 1:
+        return max(2, smallest), f"a {smallest}-component mixture"
+    return max(2, smallest), f"the smallest mixture searched ({smallest} components)"
 
 
 def _validation_record(
@@ -258,11 +282,65 @@ def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     covariances = (
         list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
     )
+    notes = _estimable_covariances(covariances, rows.train.shape)
+    _check_search_memory(rows, ks, covariances)
     options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
         "seed": rows.seed
     }
     with gmm.em_session():
-        return _fit_gmm_in_session(rows, settings, ks, covariances, options)
+        outcome = _fit_gmm_in_session(rows, settings, ks, covariances, options)
+    outcome["warnings"] = notes + outcome["warnings"]
+    return outcome
+
+
+def _estimable_covariances(covariances: list[str], shape: tuple[int, int]) -> list[str]:
+    """Drop (for 'auto') or refuse full and tied covariances over more columns than rows.
+
+    From n rows a d x d covariance has rank at most n - 1: below d + 1 rows it is singular
+    and only the regularizer makes it invertible, so the density says nothing about the
+    data along most directions (and costs d^2 per component: 800 MB at d = 10,000).
+    Returns notes for the fit's warnings; ``covariances`` is edited in place.
+    """
+    n_rows, d = shape
+    if n_rows > d:
+        return []
+    square = [c for c in covariances if c in ("full", "tied")]
+    if not square:
+        return []
+    if len(square) == len(covariances):
+        raise FitError(
+            f"a {square[0]} covariance over {d} columns cannot be estimated from {n_rows} "
+            f"training rows (it needs more rows than columns); use --covariance diag, "
+            "fewer --columns, or --model kde"
+        )
+    covariances[:] = [c for c in covariances if c not in square]
+    return [
+        f"full and tied covariances were left out of the search: over {d} columns they cannot "
+        f"be estimated from {n_rows} training rows"
+    ]
+
+
+def _check_search_memory(rows: _Rows, ks: list[int], covariances: list[str]) -> None:
+    """Refuse, before any fit starts, a search whose fits would not fit in memory together.
+
+    Candidates run on up to ``jobs`` threads at once and the best so far is kept, so the
+    peak is about (threads + 1) x the largest candidate.
+    """
+    from gencli.families import gmm
+    from gencli.limits import check_memory
+    from gencli.selection import worker_count
+
+    n_rows, d = rows.Z.shape
+    sizes = [gmm.fit_memory(n_rows, d, k, c) for k in ks for c in covariances]
+    threads = worker_count(rows.jobs, len(sizes)) if len(sizes) > 1 else 1
+    need = (threads + 1) * max(sizes)
+    span = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
+    check_memory(
+        need,
+        f"fitting mixtures of {span} components ({'/'.join(covariances)} covariance) to "
+        f"{n_rows} rows x {d} columns",
+        "use --covariance diag, fewer --components, fewer --columns or --jobs 1",
+    )
 
 
 def _fit_gmm_in_session(
@@ -391,9 +469,10 @@ def _fit_kde(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     warnings = []
     if heldout is not None and not np.all(np.isfinite(heldout)):
         unreached = int(np.sum(~np.isfinite(heldout)))
+        cure = "" if kernel == "gaussian" else " or the gaussian kernel"
         warnings.append(
-            f"{unreached} held-out rows lie beyond every kernel (density 0); "
-            "a larger bandwidth or the gaussian kernel avoids that"
+            f"{unreached} held-out rows lie beyond every kernel (density 0, or below the "
+            f"smallest double); a larger bandwidth{cure} avoids that"
         )
     return {
         "estimator": None,

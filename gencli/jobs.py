@@ -164,6 +164,7 @@ def fit_record(
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
     from gencli.fitting import bandwidth_in_data_units
+    from gencli.preprocess import column_moments
 
     meta = fitted.metadata
     X = table.values
@@ -192,8 +193,7 @@ def fit_record(
             }
             for name, mean, std, low, high in zip(
                 table.columns,
-                X.mean(axis=0),
-                X.std(axis=0),
+                *column_moments(X),  # finite for values near 1e308, whose sum overflows
                 X.min(axis=0),
                 X.max(axis=0),
                 strict=True,
