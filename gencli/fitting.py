@@ -86,6 +86,7 @@ def fit(
     if model not in FAMILIES:
         raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
     table = as_table(data, columns=columns)
+    _load_libraries(model, bandwidth, kernel)
     options = {
         "standardize": standardize,
         "components": components,
@@ -112,6 +113,18 @@ def fit(
             f"x {table.n_columns} columns; try fewer --columns, a sample of the rows"
             + (", fewer --components or --covariance diag" if model == "gmm" else "")
         ) from None
+
+
+def _load_libraries(model: str, bandwidth: float | str, kernel: str) -> None:
+    """Import what the fit will use, refusing in one line if a memory limit forbids it."""
+    from gencli import native
+
+    modules = ["sklearn", "sklearn.mixture"] if model == "gmm" else ["sklearn", "scipy.spatial"]
+    if bandwidth == "cv":
+        modules += ["scipy.optimize", "sklearn.model_selection"]
+    if kernel == "cosine":
+        modules.append("scipy.integrate")
+    native.load(modules, f"fitting a {'mixture' if model == 'gmm' else 'kernel density'}")
 
 
 def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
@@ -282,6 +295,8 @@ def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
     covariances = (
         list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
     )
+    if len(ks) == 1:
+        gmm.check_rows(rows.Z, ks[0])  # too few rows for K at all: say so first
     notes = _estimable_covariances(covariances, rows.train.shape)
     _check_search_memory(rows, ks, covariances)
     options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {

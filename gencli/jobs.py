@@ -115,8 +115,10 @@ def _import_in_background(
     (0.2 s) for data frames gencli never passes (its ``fixes.pd`` stays None in this
     process). Any other thread imports pandas as usual.
     """
-    if module is None or module in sys.modules:
-        return None
+    from gencli.native import address_space_limited
+
+    if module is None or module in sys.modules or address_space_limited():
+        return None  # under ulimit -v the fit loads it in turn, after checking the room
     reader = "pyarrow.csv"  # the reader's imports, done before the thread starts
     with contextlib.suppress(DataError):
         if format_for(data, format) == "parquet":

@@ -165,15 +165,15 @@ def refuse_small_training_split(
     ``need`` rows for ``what`` ("a 3-component mixture"); the message says how many rows
     each side gets and which --validation would leave enough.
     """
-    if n_train >= need:
+    if n_train >= need or n_rows < need:  # too few rows even unsplit: the model says so
         return
     n_valid = n_rows - n_train
     largest = (n_rows - need) / n_rows  # the largest fraction that still leaves `need`
-    if largest > 0:
-        fit_fraction = np.floor(min(largest, 0.5) * 100) / 100
+    fit_fraction = np.floor(min(largest, 0.5) * 100) / 100
+    if fit_fraction > 0 and round(fit_fraction * n_rows) >= 1:
         hint = f"use --validation {fit_fraction:g} or less, or --validation 0"
     else:
-        hint = "use --validation 0 (and more rows)"
+        hint = "use --validation 0"
     raise FitError(
         f"{source}: --validation {fraction:g} holds out {n_valid} of the {n_rows} rows and "
         f"leaves {n_train} to fit on, but {what} needs at least {need}; {hint}"

@@ -29,6 +29,9 @@ DEFAULT_FOLDS = 5
 # A held-out row that no kernel reaches has log-density -inf; in the CV objective it
 # counts as this many nats below zero, so that the search still has a slope to follow.
 UNREACHED_LOG_DENSITY = -1000.0
+# Doublings (or halvings) of Scott's bandwidth the CV search tries before giving up: a
+# factor of 1.7e7 either way, far past any real optimum (exact repeats drive it to 0).
+_BRACKET_STEPS = 24
 
 Candidate = dict[str, Any]
 Listener = Callable[[Candidate], None]
@@ -184,7 +187,9 @@ def worker_count(jobs: int | None, n_candidates: int) -> int:
         jobs = usable_cores()
     if jobs < 1:
         raise FitError(f"--jobs must be -1 (one per core) or at least 1, not {jobs}")
-    return max(1, min(jobs, n_candidates))
+    from gencli.native import max_threads
+
+    return max(1, min(max_threads(jobs), n_candidates))
 
 
 def _run_candidates(
@@ -314,7 +319,7 @@ def select_bandwidth(
     step = math.log(2.0)
     centre = math.log(kde.rule_of_thumb(Z, "scott", kernel))
     left, right = centre - step, centre + step
-    for _ in range(40):
+    for _ in range(_BRACKET_STEPS):
         f_left, f_centre, f_right = objective(left), objective(centre), objective(right)
         if f_centre <= f_left and f_centre <= f_right:
             break

@@ -72,8 +72,10 @@ def run_in_threads(work: Callable[[Any], None], items: Iterable[Any], workers: i
     On Ctrl-C, SIGTERM or an error, items not yet started are dropped and, for a stop
     signal, nothing waits for the blocks in flight: the process is about to end.
     """
+    from gencli.native import max_threads
+
     items = list(items)
-    if workers <= 1 or len(items) <= 1:
+    if max_threads(workers) <= 1 or len(items) <= 1:
         for item in items:
             work(item)
         return
