@@ -86,7 +86,6 @@ def fit(
     if model not in FAMILIES:
         raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
     table = as_table(data, columns=columns)
-    _load_libraries(model, bandwidth, kernel)
     options = {
         "standardize": standardize,
         "components": components,
@@ -115,14 +114,14 @@ def fit(
         ) from None
 
 
-def _load_libraries(model: str, bandwidth: float | str, kernel: str) -> None:
+def _load_libraries(model: str, settings: dict[str, Any]) -> None:
     """Import what the fit will use, refusing in one line if a memory limit forbids it."""
     from gencli import native
 
     modules = ["sklearn", "sklearn.mixture"] if model == "gmm" else ["sklearn", "scipy.spatial"]
-    if bandwidth == "cv":
+    if settings.get("bandwidth") == "cv":
         modules += ["scipy.optimize", "sklearn.model_selection"]
-    if kernel == "cosine":
+    if settings.get("kernel") == "cosine":
         modules.append("scipy.integrate")
     native.load(modules, f"fitting a {'mixture' if model == 'gmm' else 'kernel density'}")
 
@@ -299,6 +298,7 @@ def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
         gmm.check_rows(rows.Z, ks[0])  # too few rows for K at all: say so first
     notes = _estimable_covariances(covariances, rows.train.shape)
     _check_search_memory(rows, ks, covariances)
+    _load_libraries("gmm", settings)  # after the quick checks, which need none of them
     options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
         "seed": rows.seed
     }
@@ -449,6 +449,9 @@ def _fit_kde(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
 
     kernel = settings["kernel"]
     bandwidth = settings["bandwidth"]
+    if bandwidth != "cv":
+        kde.choose_bandwidth(Z_train, bandwidth, kernel)  # refuse a bad one before loading
+    _load_libraries("kde", settings)
     selection = None
     rule: str | None
     if bandwidth == "cv":

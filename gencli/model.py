@@ -116,10 +116,6 @@ class DensityModel:
             X = self.align(as_table(X)).values
         X = self.check_width(X)
         family = family_module(self.family)
-        if self.family == "kde":
-            from gencli import native
-
-            native.load(["scipy.spatial"], "scoring with a kernel density")
         try:
             log_density = family.log_density(
                 self.params, self._to_z(X), mode=mode, cache=self._cache

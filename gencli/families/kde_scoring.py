@@ -243,10 +243,13 @@ def exact_log_density(
 
 
 def _tree(points: np.ndarray, cache: dict[str, Any] | None) -> Any:
-    from scipy.spatial import cKDTree
-
     if cache is not None and "tree" in cache:
         return cache["tree"]
+    from gencli import native
+
+    native.load(["scipy.spatial"], "scoring with a kernel density")  # under ulimit -v
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(points)
     if cache is not None:
         cache["tree"] = tree
