@@ -25,6 +25,7 @@ from gencli.model import DensityModel, data_sha256, log_likelihood_summary
 from gencli.preprocess import (
     refuse_constant_columns,
     refuse_small_training_split,
+    refuse_tails_past_the_double_range,
     refuse_unstandardized_extremes,
     split_rows,
     standardization,
@@ -125,6 +126,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     refuse_constant_columns(X, table.columns, table.source)
     if standardize_rows:
         shift, scale = standardization(X)
+        refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
     else:
         refuse_unstandardized_extremes(X, table.columns, table.source, model, options["reg_covar"])
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)

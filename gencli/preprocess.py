@@ -23,6 +23,9 @@ _PLAIN_MAGNITUDE = (1e-100, 1e100)
 # squares stay finite (the model-file loader holds KDE points to the same bound).
 MAX_UNSTANDARDIZED = 1e100
 MIN_HELDOUT_ROWS = 1
+# Standard deviations beyond the data that a fitted density still puts mass (a Gaussian
+# puts 1e-15 of it past 8): past the largest double there, draws would overflow.
+_TAIL_REACH = 8.0
 
 
 def column_magnitudes(X: np.ndarray) -> np.ndarray:
@@ -87,6 +90,26 @@ def standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift, scale = column_moments(X)
     scale = np.where(scale > 0, scale, np.finfo(np.float64).smallest_normal)
     return shift, scale
+
+
+def refuse_tails_past_the_double_range(
+    X: np.ndarray, scale: np.ndarray, columns: Sequence[str], source: str
+) -> None:
+    """FitError for a column whose fitted density would reach past 1.8e308.
+
+    Data spanning -1.7e308..1.7e308 has a standard deviation near 1e308: the density is
+    fine, but its draws, plots and grids fall beyond the largest double.
+    """
+    largest = float(np.finfo(np.float64).max)
+    shrink = 0.5 / _TAIL_REACH  # magnitude + 8 sd, compared in units that cannot overflow
+    reach = column_magnitudes(X) * shrink + scale * 0.5
+    for j in np.flatnonzero(reach > largest * shrink):
+        low, high = float(X[:, j].min()), float(X[:, j].max())
+        raise FitError(
+            f"{source}: column '{columns[int(j)]}' spans {low:.3g} to {high:.3g}, so a density "
+            f"fitted to it reaches past the largest double ({largest:.2g}), where it cannot "
+            "be sampled or plotted; divide the column by 1e10 (say) and fit again"
+        )
 
 
 def standardize(X: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:

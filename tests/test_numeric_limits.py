@@ -167,10 +167,14 @@ def test_collinear_columns_still_give_a_density_that_integrates_to_one(model, sl
 NEAR_1E300 = 1e300 * (3.0 + BASE)
 FULL_SPAN = np.column_stack([1.7e308 * RNG.uniform(-1.0, 1.0, 120), BASE[:, 0]])
 FULL_SPAN[:2, 0] = [-1.7e308, 1.7e308]
+# Differences overflow here too (1.7e308 - -1.7e308), but the spread is small enough
+# for the density's tails to stay within the double range.
+OUTLIERS = RNG.normal(size=(1200, 2)) * [1e306, 1.0]
+OUTLIERS[:2, 0] = [-1e308, 1e308]
 
 
 @pytest.mark.parametrize(
-    "X", [NEAR_1E300, FULL_SPAN, 1e-300 * (3.0 + BASE)], ids=["1e300", "span", "1e-300"]
+    "X", [NEAR_1E300, OUTLIERS, 1e-300 * (3.0 + BASE)], ids=["1e300", "outliers", "1e-300"]
 )
 def test_extreme_magnitudes_fit_and_score_like_the_reference(X):
     gmm = fit_quietly(X, "gmm", components=1, validation=0.2, seed=1)
@@ -183,7 +187,7 @@ def test_extreme_magnitudes_fit_and_score_like_the_reference(X):
         )
     for fitted in (gmm, kde):
         record = fitted.metadata["validation"]
-        assert record["heldout_rows"] == 24
+        assert record["heldout_rows"] == round(0.2 * len(X))
         assert math.isfinite(record["heldout_mean_log_likelihood"])
 
 
@@ -197,10 +201,17 @@ def test_samples_near_1e300_have_the_data_spread():
     np.testing.assert_allclose((drawn * c).std(axis=0), (NEAR_1E300 * c).std(axis=0), rtol=0.05)
 
 
+@pytest.mark.parametrize("model", ["gmm", "kde"])
+def test_data_whose_density_reaches_past_the_largest_double_is_refused(model):
+    with pytest.raises(FitError, match=r"'x0' spans -1.7e\+308 to 1.7e\+308.*divide the column"):
+        gencli.fit(FULL_SPAN, model)
+
+
 def test_sampling_past_the_largest_double_is_refused():
-    gmm = fit_quietly(FULL_SPAN, "gmm", components=1, validation=0.0)
+    # A bandwidth of 1e9 standard deviations on data near 1e300: draws reach 1e309.
+    kde = fit_quietly(NEAR_1E300, "kde", bandwidth=1e9, validation=0.0)
     with pytest.raises(GencliError, match="beyond the largest double"):
-        gmm.sample(1000, seed=0)
+        kde.sample(1000, seed=0)
 
 
 def test_no_standardize_refuses_magnitudes_it_cannot_square():
@@ -221,11 +232,14 @@ def test_values_near_1e300_through_real_processes(tmp_path):
     assert scored.returncode == 0 and "Warning" not in scored.stderr, scored.stderr
     got = np.loadtxt("s.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(got, gaussian_reference(NEAR_1E300, NEAR_1E300), rtol=1e-7)
-    # The full span fits and scores, but its draws leave the double range: one line.
+    # The full span: its density would reach past the largest double. One line.
     np.savetxt("span.csv", FULL_SPAN, delimiter=",", header="a,b", comments="", fmt="%.17g")
-    span = gencli.fit("span.csv", "gmm", components=1, validation=0.0)
-    span.save("span.pkl")
-    drawn = run_gencli("sample", "span.pkl", "-n", "1000", "-o", "out.csv")
+    refused = run_gencli("fit", "span.csv", "-o", "span.pkl")
+    assert_refused(refused, "'a' spans -1.7e+308 to 1.7e+308", "divide the column")
+    assert not Path("span.pkl").exists()
+    # A model whose draws leave the double range anyway (a huge bandwidth): one line.
+    fit_quietly(NEAR_1E300, "kde", bandwidth=1e9, validation=0.0).save("wide.pkl")
+    drawn = run_gencli("sample", "wide.pkl", "-n", "1000", "-o", "out.csv")
     assert_refused(drawn, "beyond the largest double", "smaller units")
     assert not Path("out.csv").exists()
 
