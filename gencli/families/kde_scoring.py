@@ -10,10 +10,9 @@ true density is 0), and normalizes the cosine kernel wrongly in even dimensions.
 - ``fast`` (default): only the training points near each row are summed, and each row
   carries a bound on what the points left out could add; a row whose bound exceeds
   ``FAST_RTOL`` (1e-6) of its density is summed in full. The Gaussian kernel in 1-D and
-  2-D uses a grid of cells (no tree to build, dense blocks of kernels evaluated as
-  small matrix products); other kernels and dimensions up to 12 use scipy's cKDTree with
-  a per-row radius; compact kernels are summed exactly. Both cores work. Rows in more than
-  12 dimensions use ``exact``.
+  2-D uses a grid of cells (:mod:`gencli.families.kde_cells`); other kernels and
+  dimensions up to 12 use scipy's cKDTree with a per-row radius; compact kernels are
+  summed exactly. Both cores work. Rows in more than 12 dimensions use ``exact``.
 - ``approx`` (Gaussian kernel, 1-D and 2-D): Gaussian gridding, relative error below
   1e-3; see :mod:`gencli.families.kde_grid`.
 
@@ -27,15 +26,15 @@ All functions work in the estimator's (standardized) space and return natural lo
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from gencli.errors import Stopped
+from gencli.families.kde_repeats import distinct_points, distinct_rows
 
 FAST_RTOL = 1e-6
 FAST_MAX_DIM = 12
@@ -45,20 +44,10 @@ _PAIRS_PER_CHUNK = 1 << 21
 # Above this share of all (row, point) pairs, the direct sum beats the tree (measured).
 DENSE_FRACTION = 0.15
 _SMALLEST_EXPONENT = -700.0
-# Cells per reach (the distance beyond which a point cannot matter) on each axis, by
-# dimension: smaller cells waste fewer pairs, more cells cost more Python (measured).
-_CELL_SPLIT = {1: 3, 2: 2}
-_CELL_BLOCK_ENTRIES = 1 << 17  # kernels per block: small enough to stay in cache
 _CANCELLATION = 4 * np.finfo(np.float64).eps  # relative error of |q|^2 + |p|^2 - 2 q.p
 _EXPONENT_TOLERANCE = 1e-8  # in nats: a relative density error of 1e-8
 _ROOT_KERNELS = ("exponential", "linear", "cosine")  # profiles in u, not u^2
-_THREADED_ROWS = 4096  # fewer rows spread over sparse cells: threads cost more than they save
 _FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows in full wins
-# Rows are scored once each when at most this share of them is distinct (hashing and
-# sorting 65k rows costs about 5 ms; below it the saving is small).
-_DISTINCT_SHARE = 0.75
-_MIN_ROWS_TO_DEDUPLICATE = 64
-_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: a bijection of the 64-bit words
 
 
 def total_weight(points: np.ndarray, weights: np.ndarray | None) -> float:
@@ -89,46 +78,6 @@ def run_in_threads(work: Callable[[Any], None], items: Iterable[Any], workers: i
         raise
     finally:
         pool.shutdown(wait=not stopping, cancel_futures=True)
-
-
-def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(the distinct rows, each row's index among them, how often each occurs), or None
-    when most rows are distinct anyway.
-
-    Rows are hashed to one 64-bit word and the words sorted (np.unique over rows sorts
-    whole rows, 20x slower); a hash collision is caught by comparing every row with its
-    representative, and then nothing is merged.
-    """
-    m = X.shape[0]
-    if m < _MIN_ROWS_TO_DEDUPLICATE or X.ndim != 2 or X.shape[1] == 0:
-        return None
-    bits = np.ascontiguousarray(X + 0.0, dtype=np.float64).view(np.uint64)  # -0.0 -> 0.0
-    key = bits[:, 0].copy()
-    for column in range(1, bits.shape[1]):
-        key *= _HASH_MULTIPLIER  # wraps modulo 2^64, as intended
-        key ^= bits[:, column] + (key >> np.uint64(29))
-    _, first, inverse, counts = np.unique(
-        key, return_index=True, return_inverse=True, return_counts=True
-    )
-    if first.size > _DISTINCT_SHARE * m:
-        return None
-    distinct = X[first]
-    if not np.array_equal(distinct[inverse], X):
-        return None  # two different rows share a hash: score every row
-    return distinct, inverse.reshape(-1), counts.astype(np.float64)
-
-
-def _distinct_points(
-    points: np.ndarray, cache: dict[str, Any] | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The training points with repeats merged into weights (None: no repeats worth it)."""
-    if cache is not None and "distinct_points" in cache:
-        return cast("tuple[np.ndarray, np.ndarray | None]", cache["distinct_points"])
-    found = distinct_rows(points)
-    result = (points, None) if found is None else (found[0], found[2])
-    if cache is not None:
-        cache["distinct_points"] = result
-    return result
 
 
 def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
@@ -309,142 +258,6 @@ def fast_log_density(
     return out - log_normalizer(kernel, d, h, total)
 
 
-def _row_major_strides(shape: np.ndarray) -> np.ndarray:
-    """Multipliers that turn a grid position into its row-major flat index."""
-    return np.append(np.cumprod(shape[::-1])[:-1][::-1], 1).astype(np.int64)
-
-
-def _cell_layout(
-    points: np.ndarray, side: float, cache: dict[str, Any] | None, weights: np.ndarray | None
-) -> Any:
-    """Training points sorted by grid cell (row-major key), with the grid's origin and
-    shape, their log-weights in the same order and the running total of their weights."""
-    key = ("cells", side)
-    if cache is not None and cache.get("cells_key") == key:
-        return cache["cells"]
-    lo = points.min(axis=0)
-    shape = np.floor((points.max(axis=0) - lo) / side).astype(np.int64) + 1
-    strides = _row_major_strides(shape)
-    cells = np.minimum(((points - lo) / side).astype(np.int64), shape - 1)
-    keys = cells @ strides
-    order = np.argsort(keys, kind="stable")
-    sorted_weights = weights[order] if weights is not None else np.ones(points.shape[0])
-    running = np.concatenate([[0.0], np.cumsum(sorted_weights)])
-    log_weights = np.log(sorted_weights) if weights is not None else None
-    layout = (lo, shape, strides, points[order], keys[order], log_weights, running)
-    if cache is not None:
-        cache["cells_key"] = key
-        cache["cells"] = layout
-    return layout
-
-
-def cell_log_sums(
-    points: np.ndarray,
-    Z: np.ndarray,
-    bandwidth: float,
-    *,
-    rtol: float = FAST_RTOL,
-    cache: dict[str, Any] | None = None,
-    workers: int = 2,
-    weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Gaussian kernel sums over each row's neighbouring grid cells (1-D and 2-D).
-
-    Returns the log of each row's sum (unnormalized) and a mask of the rows whose sum may
-    miss more than ``rtol`` of the density: every point outside a row's block of cells is
-    at least ``gap`` away, so together they add at most (n - k) exp(-gap^2 / 2h^2). Within
-    a cell, exp(-|q-p|^2/2h^2) = exp(-|q|^2/2h^2) exp(q.p/h^2) exp(-|p|^2/2h^2) in
-    coordinates centred on the cell, which keeps every factor far from overflow and turns
-    a block of kernels into one small matrix product. Returns None when the rows spread
-    over so many cells that a tree is cheaper.
-    """
-    d = points.shape[1]
-    n = total_weight(points, weights)
-    m = Z.shape[0]
-    split = _CELL_SPLIT[d]
-    h = bandwidth
-    reach = h * math.sqrt(2.0 * math.log(n / rtol))  # a point's kernel times n < rtol beyond
-    side = reach / split
-    cells_per_axis = np.floor((points.max(axis=0) - points.min(axis=0)) / side) + 1 + 2 * split
-    if math.prod(float(c) for c in cells_per_axis) > 2.0**62 or cells_per_axis.max() > 2.0**40:
-        return None  # cell keys would overflow int64, or cell centres lose float precision
-    layout = _cell_layout(points, side, cache, weights)
-    lo, shape, strides, sorted_points, sorted_keys, sorted_log_weights, running = layout
-    position = np.floor((Z - lo) / side)
-    near = np.all((position >= -split) & (position <= shape - 1 + split), axis=1)
-    rows_near = np.flatnonzero(near)
-    cells = position[rows_near].astype(np.int64)
-    wide = shape + 2 * split  # query cells may lie up to `split` cells outside the grid
-    query_keys = (cells + split) @ _row_major_strides(wide)
-    order = np.argsort(query_keys, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(query_keys[order])) + 1) if order.size else []
-    if len(groups) > max(2048, m // 4):  # ~60 us a cell: past this a tree is cheaper
-        return None
-    inv_h2 = 1.0 / (h * h)
-    log_sums = np.full(m, -np.inf)
-    gaps = np.zeros(m)
-    counts = np.zeros(m)
-    offsets = list(itertools.product(range(-split, split + 1), repeat=d - 1))
-
-    shape_list, strides_list = shape.tolist(), strides.tolist()
-
-    def run(group: np.ndarray) -> None:
-        cell = cells[group[0]]
-        rows = rows_near[group]
-        # Plain ints here: this runs once per cell, and numpy's per-call cost adds up.
-        at = cell.tolist()
-        first = [max(c - split, 0) for c in at]
-        last = [min(c + split, size - 1) for c, size in zip(at, shape_list, strict=True)]
-        pieces = []
-        spans = []
-        for offset in offsets:  # every axis but the last; the last is one contiguous run
-            lead = [c + o for c, o in zip(at, offset, strict=False)]
-            if any(not f <= x <= t for x, f, t in zip(lead, first, last, strict=False)):
-                continue
-            base = sum(x * stride for x, stride in zip(lead, strides_list, strict=False))
-            start, stop = np.searchsorted(sorted_keys, [base + first[-1], base + last[-1] + 1])
-            if stop > start:
-                pieces.append(sorted_points[start:stop])
-                spans.append((start, stop))
-        rel = Z[rows] - (lo + (cell - split) * side)
-        below = np.where(cell - split > 0, rel, np.inf)
-        above = np.where(cell + split < shape - 1, (2 * split + 1) * side - rel, np.inf)
-        gaps[rows] = np.min(np.minimum(below, above), axis=1)
-        if not pieces:
-            counts[rows] = 0
-            return
-        centre = lo + (cell + 0.5) * side
-        near_points = (np.concatenate(pieces) if len(pieces) > 1 else pieces[0]) - centre
-        k = near_points.shape[0]
-        counts[rows] = sum(running[stop] - running[start] for start, stop in spans)
-        log_weights = -0.5 * inv_h2 * np.einsum("ij,ij->i", near_points, near_points)
-        if sorted_log_weights is not None:
-            log_weights += np.concatenate([sorted_log_weights[a:b] for a, b in spans])
-        scaled = near_points.T * inv_h2
-        q = Z[rows] - centre
-        q_term = 0.5 * inv_h2 * np.einsum("ij,ij->i", q, q)
-        sums = np.empty(len(rows))
-        step = max(1, _CELL_BLOCK_ENTRIES // k)
-        for i in range(0, len(rows), step):
-            # Elementwise, not BLAS: a row's sum does not depend on which rows share its
-            # block. (Across chunks, rows the bound leaves unsettled may still be summed
-            # by another method, so chunked scores agree within FAST_RTOL, not bitwise.)
-            block = np.multiply.outer(q[i : i + step, 0], scaled[0])
-            block += log_weights
-            for j in range(1, d):
-                block += np.multiply.outer(q[i : i + step, j], scaled[j])
-            np.exp(block, out=block)
-            sums[i : i + step] = block.sum(axis=1)
-        with np.errstate(divide="ignore"):
-            log_sums[rows] = np.log(sums) - q_term
-
-    run_in_threads(run, groups, workers if m >= _THREADED_ROWS else 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        left_out = np.log(np.maximum(n - counts, 0.0)) - 0.5 * inv_h2 * gaps**2
-    unsure = ~near | ~(left_out <= math.log(rtol) + log_sums)
-    return log_sums, unsure
-
-
 def default_log_density(
     points: np.ndarray,
     Z: np.ndarray,
@@ -458,7 +271,9 @@ def default_log_density(
     n, d = points.shape
     if Z.shape[0] == 0 or not np.all(np.abs(Z) < 1e150):  # distances would overflow
         return exact_log_density(points, Z, kernel, bandwidth, weights=weights)
-    if kernel == "gaussian" and d in _CELL_SPLIT:
+    from gencli.families.kde_cells import CELL_SPLIT, cell_log_sums
+
+    if kernel == "gaussian" and d in CELL_SPLIT:
         result = cell_log_sums(points, Z, bandwidth, cache=cache, weights=weights)
         if result is not None:
             log_sums, unsure = result
@@ -562,7 +377,7 @@ def log_density(
     Repeated training points are summed once with their counts as weights, and repeated
     rows of Z are scored once (see :func:`distinct_rows`).
     """
-    points, weights = _distinct_points(points, cache)
+    points, weights = distinct_points(points, cache)
     repeated = distinct_rows(Z)
     rows = Z if repeated is None else repeated[0]
     if mode == "exact":
