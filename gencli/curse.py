@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gencli.errors import GencliError
+from gencli.errors import GencliError, ResourceError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -439,7 +439,13 @@ def run_curse(
     fitter = fit or _gencli_fitter
     records = []
     for d in dim_list:
-        records.append(_record(int(d), samples, train, learn_max_dim, seed, fitter))
+        try:
+            records.append(_record(int(d), samples, train, learn_max_dim, seed, fitter))
+        except MemoryError:
+            raise ResourceError(
+                f"ran out of memory while computing the figures for d = {d}; try a smaller "
+                "--train or --learn-max-dim"
+            ) from None
         if on_dim is not None:
             on_dim(int(d))
     return records

@@ -23,6 +23,9 @@ from gencli.preprocess import standardize, unstandardize
 _LOG2 = math.log(2.0)
 SCORE_MODES = ("fast", "exact", "approx")
 SAMPLE_CHUNK_ROWS = 1 << 16
+# Numbers drawn at a time: SAMPLE_CHUNK_ROWS rows up to 64 columns, fewer rows beyond
+# (65,536 rows of a 10,000-column model would be 5 GB a chunk).
+SAMPLE_CHUNK_NUMBERS = SAMPLE_CHUNK_ROWS * 64
 MAX_SAMPLES = int(np.iinfo(np.int64).max)
 
 
@@ -147,17 +150,27 @@ class DensityModel:
     ) -> Iterator[np.ndarray]:
         """The same rows as :meth:`sample`, in chunks of ``chunk_rows`` (memory stays flat).
 
-        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator, so the
+        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator (fewer
+        for models of more than 64 columns, and chunks handed out no larger), so the
         output for a seed does not depend on how it is consumed.
         """
         n = check_sample_count(n)
         rng = np.random.default_rng(seed)
         family = family_module(self.family)
+        draw_rows = max(1, min(SAMPLE_CHUNK_ROWS, SAMPLE_CHUNK_NUMBERS // self.n_features))
+        chunk_rows = max(1, min(chunk_rows, draw_rows))
         pending: list[np.ndarray] = []
         held = 0
-        for start in range(0, n, SAMPLE_CHUNK_ROWS):
-            size = min(SAMPLE_CHUNK_ROWS, n - start)
-            rows = unstandardize(family.sample(self.params, size, rng), self.shift, self.scale)
+        for start in range(0, n, draw_rows):
+            size = min(draw_rows, n - start)
+            try:
+                drawn = family.sample(self.params, size, rng)
+            except MemoryError:
+                raise ResourceError(
+                    f"ran out of memory while drawing {size} rows x {self.n_features} columns "
+                    "from the model; draw fewer rows at a time"
+                ) from None
+            rows = unstandardize(drawn, self.shift, self.scale)
             if rows is None:
                 raise GencliError(
                     "a drawn row lies beyond the largest double (1.8e308): the model spreads "

@@ -247,6 +247,19 @@ def test_sigterm_ends_fits_under_an_address_space_limit():
         assert not Path(out).exists()
 
 
+def test_running_out_of_memory_is_one_line_not_an_unexpected_error(monkeypatch):
+    # The budget is lifted so that nothing is refused up front: the allocation itself
+    # fails under RLIMIT_AS (8 GB of training draws), and MemoryError used to end in
+    # "unexpected MemoryError ...; report it".
+    monkeypatch.setenv("GENCLI_MEMORY_LIMIT", "100G")
+    args = ["curse", "--dims", "10", "--train", "100000000", "--samples", "100", "-q"]
+    code, err = finish(start(args, GB))
+    assert code == 1
+    line = one_line(err)
+    assert "ran out of memory while" in line and "--train" in line, line
+    assert "unexpected" not in line
+
+
 # ----------------------------------------------------------------------------- curse
 
 
