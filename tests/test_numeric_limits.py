@@ -291,6 +291,18 @@ def test_extreme_bandwidths_score_like_a_direct_sum(bandwidth, standardize, kern
     assert np.all(np.isfinite(drawn))
 
 
+@pytest.mark.parametrize("unit", [1e80, 1e-80])
+def test_huge_and_tiny_data_scales_without_standardizing_score_like_a_direct_sum(unit):
+    X = unit * (RNG.normal(size=(100, 2)) + 5.0)
+    model = fit_quietly(X, "kde", standardize=False, validation=0.0)
+    assert model.params["bandwidth"] == pytest.approx(unit * 0.46, rel=0.3)  # Scott, data units
+    Q = np.vstack([X[:5], unit * RNG.normal(5.0, 2.0, (5, 2))])
+    for mode in ("fast", "exact"):
+        np.testing.assert_allclose(
+            model.score_samples(Q, mode=mode), direct_kde(model, Q), atol=1e-6
+        )
+
+
 @pytest.mark.parametrize("bandwidth", ["1e-300", "1e300", "1e-101"])
 def test_bandwidth_outside_the_computable_range_is_refused_in_a_real_process(bandwidth):
     np.savetxt("d.csv", BASE, delimiter=",", header="a,b", comments="")
