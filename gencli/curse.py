@@ -433,9 +433,8 @@ def run_curse(
         raise GencliError(f"seed must be a non-negative integer, got {seed}")
     from gencli import native
 
-    learning = learn_max_dim > 0 and fit is None and any(d <= learn_max_dim for d in dim_list)
-    modules = ["scipy.special", "scipy.stats", "scipy.optimize"]
-    native.load(modules + (["sklearn.mixture", "scipy.spatial"] if learning else []), "the figures")
+    # (gencli.fit checks the room for what it loads itself.)
+    native.load(["scipy.special", "scipy.stats", "scipy.optimize"], "the curse figures")
     fitter = fit or _gencli_fitter
     records = []
     for d in dim_list:

@@ -225,13 +225,15 @@ def test_no_standardize_refuses_magnitudes_it_cannot_square():
 
 def test_values_near_1e300_through_real_processes(tmp_path):
     np.savetxt("big.csv", NEAR_1E300, delimiter=",", header="a,b", comments="", fmt="%.17g")
-    fitted = run_gencli("fit", "big.csv", "-k", "1", "--validation", "0.2", "-o", "m.pkl")
+    args = ["--model", "kde", "--bandwidth", "0.4", "--validation", "0.2", "-o", "m.pkl"]
+    fitted = run_gencli("fit", "big.csv", *args)
     assert fitted.returncode == 0, fitted.stderr
     assert "Warning" not in fitted.stderr and "Traceback" not in fitted.stderr, fitted.stderr
     scored = run_gencli("score", "m.pkl", "big.csv", "-o", "s.csv")
     assert scored.returncode == 0 and "Warning" not in scored.stderr, scored.stderr
     got = np.loadtxt("s.csv", delimiter=",", skiprows=1)
-    np.testing.assert_allclose(got, gaussian_reference(NEAR_1E300, NEAR_1E300), rtol=1e-7)
+    expected = gaussian_kde_reference(NEAR_1E300, NEAR_1E300, 0.4)
+    np.testing.assert_allclose(got, expected, rtol=1e-7)
     # The full span: its density would reach past the largest double. One line.
     np.savetxt("span.csv", FULL_SPAN, delimiter=",", header="a,b", comments="", fmt="%.17g")
     refused = run_gencli("fit", "span.csv", "-o", "span.pkl")
