@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gencli._version import __version__
+from gencli.native import one_blas_thread_under_address_limit
+
+one_blas_thread_under_address_limit()  # before numpy loads OpenBLAS; see gencli.native
 
 if TYPE_CHECKING:
     from gencli.fitting import fit

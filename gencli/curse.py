@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gencli.errors import GencliError
+from gencli.errors import GencliError, ResourceError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +47,11 @@ DIMS_FORMS = (
     "or a comma-separated mix such as '1..10:1,100,1000'; "
     f"every dimension is an integer from 1 to {MAX_DIM}"
 )
+
+#: Draws per block in the Monte Carlo loops: memory stays flat however many samples are
+#: asked for. Generators give the same numbers drawn in blocks as in one call, so blocks
+#: change no draw; up to this many samples the figures are computed exactly as in one pass.
+MC_BLOCK = 1 << 20
 
 _LN10 = math.log(10.0)
 #: Below this a double loses precision (subnormal): report the log alone.
@@ -236,15 +241,35 @@ def _gencli_fitter(X: np.ndarray, model: str, seed: int) -> DensityLike:
 
 
 def _mc_norms(d: int, samples: int, rng: np.random.Generator) -> dict[str, float]:
-    """Norm figures from ||x||^2 ~ chi2(d) drawn directly: same law, no n x d matrix."""
+    """Norm figures from ||x||^2 ~ chi2(d) drawn directly: same law, no n x d matrix.
+
+    Drawn in blocks of MC_BLOCK; the blocks' means and sums of squared deviations are
+    merged exactly as in Chan et al.'s pairwise update, so memory stays flat.
+    """
     import numpy as np
 
-    r2 = rng.chisquare(d, size=samples)
-    r = np.sqrt(r2)
+    count = 0
+    mean = 0.0
+    squares = 0.0  # sum of squared deviations from the mean
+    inside = 0
+    for start in range(0, samples, MC_BLOCK):
+        r2 = rng.chisquare(d, size=min(MC_BLOCK, samples - start))
+        r = np.sqrt(r2)
+        block_mean = float(r.mean())
+        block_squares = float(np.sum(np.square(r - block_mean)))
+        inside += int(np.count_nonzero(r2 <= 1.0))
+        if count == 0:
+            mean, squares = block_mean, block_squares
+        else:
+            total = count + r.size
+            delta = block_mean - mean
+            mean += delta * r.size / total
+            squares += block_squares + delta * delta * count * r.size / total
+        count += r.size
     return {
-        "norm_mean_mc": float(r.mean()),
-        "norm_std_mc": float(r.std(ddof=1)),
-        "mass_within_unit_ball_mc": float(np.mean(r2 <= 1.0)),
+        "norm_mean_mc": mean,
+        "norm_std_mc": math.sqrt(squares / (count - 1)),
+        "mass_within_unit_ball_mc": inside / count,
     }
 
 
@@ -284,11 +309,27 @@ def heldout_gap(
     """
     import numpy as np
 
+    from gencli.limits import check_memory
+
+    check_memory(
+        8.0 * train * d * 3,  # the draws, their standardized copy and the model's points
+        f"fitting a {model} to {train} training draws x {d} dimensions",
+        "use a smaller --train or --learn-max-dim",
+    )
     X_train = rng.standard_normal((train, d))
-    X_test = rng.standard_normal((test, d))
-    log_p = -0.5 * np.einsum("ij,ij->i", X_test, X_test) - d / 2.0 * math.log(2.0 * math.pi)
-    log_q = np.asarray(fit(X_train, model, seed).score_samples(X_test), dtype=float)
-    return float(np.mean(log_p - log_q)) / d
+    fitted = fit(X_train, model, seed)
+    del X_train
+    block = max(1, MC_BLOCK // d)  # test rows drawn and scored a block at a time
+    total = 0.0
+    for start in range(0, test, block):
+        X_test = rng.standard_normal((min(block, test - start), d))
+        log_p = -0.5 * np.einsum("ij,ij->i", X_test, X_test) - d / 2.0 * math.log(2.0 * math.pi)
+        log_q = np.asarray(fitted.score_samples(X_test), dtype=float)
+        gap = log_p - log_q
+        if test <= block:
+            return float(np.mean(gap)) / d  # one block: exactly the one-pass figure
+        total += float(np.sum(gap))
+    return total / test / d
 
 
 # --------------------------------------------------------------------------- records
@@ -390,10 +431,20 @@ def run_curse(
         raise GencliError(f"train must be at least 2, got {train}")
     if seed < 0:
         raise GencliError(f"seed must be a non-negative integer, got {seed}")
+    from gencli import native
+
+    # (gencli.fit checks the room for what it loads itself.)
+    native.load(["scipy.special", "scipy.stats", "scipy.optimize"], "the curse figures")
     fitter = fit or _gencli_fitter
     records = []
     for d in dim_list:
-        records.append(_record(int(d), samples, train, learn_max_dim, seed, fitter))
+        try:
+            records.append(_record(int(d), samples, train, learn_max_dim, seed, fitter))
+        except MemoryError:
+            raise ResourceError(
+                f"ran out of memory while computing the figures for d = {d}; try a smaller "
+                "--train or --learn-max-dim"
+            ) from None
         if on_dim is not None:
             on_dim(int(d))
     return records

@@ -161,16 +161,20 @@ def per_column_tests(
     """For each column: means, standard deviations and the two-sample KS test."""
     from scipy.stats import ks_2samp
 
+    from gencli.preprocess import column_moments  # finite for values near 1e300
+
+    real_mean, real_std = column_moments(real)
+    generated_mean, generated_std = column_moments(generated)
     out = []
     for j, name in enumerate(columns):
         test = ks_2samp(real[:, j], generated[:, j])
         out.append(
             {
                 "column": name,
-                "real_mean": float(np.mean(real[:, j])),
-                "generated_mean": float(np.mean(generated[:, j])),
-                "real_std": float(np.std(real[:, j])),
-                "generated_std": float(np.std(generated[:, j])),
+                "real_mean": float(real_mean[j]),
+                "generated_mean": float(generated_mean[j]),
+                "real_std": float(real_std[j]),
+                "generated_std": float(generated_std[j]),
                 "ks_statistic": float(test.statistic),
                 "ks_pvalue": float(test.pvalue),
                 "real_distinct": int(np.unique(real[:, j]).size),
@@ -181,11 +185,15 @@ def per_column_tests(
 
 
 def _correlation(X: np.ndarray) -> np.ndarray:
+    from gencli.preprocess import column_magnitudes
+
     d = X.shape[1]
     if d == 1:
         return np.ones((1, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.atleast_2d(np.corrcoef(X, rowvar=False))
+        # Correlations do not depend on each column's scale: dividing by its largest
+        # magnitude keeps the products of values near 1e300 finite.
+        return np.atleast_2d(np.corrcoef(X / column_magnitudes(X), rowvar=False))
 
 
 def correlation_difference(
@@ -246,9 +254,11 @@ def energy_test(
     a, b = _subsample(real, max_rows, rng), _subsample(generated, max_rows, rng)
     na, nb = a.shape[0], b.shape[0]
     pooled = np.vstack([a, b])
-    spread = pooled.std(axis=0)
+    from gencli.preprocess import column_moments, standardize
+
+    centre, spread = column_moments(pooled)  # finite for values near 1e300
     spread[~(spread > 0)] = 1.0
-    Z = (pooled - pooled.mean(axis=0)) / spread
+    Z = standardize(pooled, centre, spread)
     D = cdist(Z, Z)
     labels = np.zeros((na + nb, 1 + n_permutations))
     labels[:na, 0] = 1.0

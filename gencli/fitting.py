@@ -11,7 +11,6 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,48 +18,22 @@ import numpy as np
 
 from gencli._version import __version__
 from gencli.data import Table, as_table
-from gencli.errors import FitError
+from gencli.errors import FitError, ResourceError
 from gencli.families import FAMILIES
+from gencli.family_fits import Rows, fit_gmm, fit_kde
 from gencli.model import DensityModel, data_sha256, log_likelihood_summary
+from gencli.preprocess import (
+    refuse_constant_columns,
+    refuse_small_training_split,
+    refuse_tails_past_the_double_range,
+    refuse_unstandardized_extremes,
+    split_rows,
+    standardization,
+    standardize,
+)
 from gencli.selection import Listener
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
-MIN_HELDOUT_ROWS = 1
-
-
-def _standardization(X: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    magnitude = np.maximum(X.max(axis=0), -X.min(axis=0))
-    magnitude[~(magnitude > 0)] = 1.0
-    if np.all((magnitude > 1e-100) & (magnitude < 1e100)):
-        shift, scale = X.mean(axis=0), X.std(axis=0)
-    else:
-        # Divide by each column's largest magnitude first: the variance of values near
-        # 1e300 overflows and that of values near 1e-300 underflows.
-        unit = X / magnitude
-        shift = unit.mean(axis=0) * magnitude
-        scale = unit.std(axis=0) * magnitude
-    constant = [c for c, s in zip(table.columns, scale, strict=True) if not s > 0]
-    if constant:
-        quoted = ", ".join(f"'{c}'" for c in constant[:10])
-        noun = "column" if len(constant) == 1 else "columns"
-        raise FitError(
-            f"{table.source}: {noun} {quoted} {'is' if len(constant) == 1 else 'are'} constant, "
-            "so a density over it would be infinite; leave it out with --columns"
-        )
-    return shift, scale
-
-
-def split_rows(
-    n_rows: int, fraction: float, seed: int | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Training and held-out row indices (seeded); no held-out rows when there are too few."""
-    if not 0.0 <= fraction < 1.0:
-        raise FitError(f"--validation must be in [0, 1) but got {fraction}")
-    n_valid = round(fraction * n_rows)
-    if fraction == 0.0 or n_valid < MIN_HELDOUT_ROWS or n_rows - n_valid < 2:
-        return np.arange(n_rows), None
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
 def fit(
@@ -114,41 +87,75 @@ def fit(
     if model not in FAMILIES:
         raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
     table = as_table(data, columns=columns)
+    options = {
+        "standardize": standardize,
+        "components": components,
+        "covariance": covariance,
+        "select": select,
+        "max_iter": max_iter,
+        "n_init": n_init,
+        "tol": tol,
+        "reg_covar": reg_covar,
+        "bandwidth": bandwidth,
+        "kernel": kernel,
+        "folds": folds,
+        "validation": validation,
+        "refit": refit,
+        "seed": seed,
+        "jobs": jobs,
+        "on_candidate": on_candidate,
+    }
+    try:
+        return _fit_table(table, model, options)
+    except MemoryError:
+        raise ResourceError(
+            f"{table.source}: ran out of memory while fitting a {model} to {table.n_rows} rows "
+            f"x {table.n_columns} columns; try fewer --columns, a sample of the rows"
+            + (", fewer --components or --covariance diag" if model == "gmm" else "")
+        ) from None
+
+
+def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
+    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
+    standardize_rows = bool(options["standardize"])
+    validation, seed = options["validation"], options["seed"]
     X = table.values
     if table.n_rows < 2:
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
     started = time.perf_counter()
-    if standardize:
-        shift, scale = _standardization(X, table)
+    refuse_constant_columns(X, table.columns, table.source)
+    if standardize_rows:
+        shift, scale = standardization(X)
+        refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
     else:
+        refuse_unstandardized_extremes(X, table.columns, table.source, model, options["reg_covar"])
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
-    Z = (X - shift) / scale
+    Z = standardize(X, shift, scale)
     log_jacobian = -float(np.sum(np.log(scale)))
     train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
+    need, what = _rows_needed(model, options)
+    refuse_small_training_split(table.n_rows, len(train_rows), validation, need, what, table.source)
     Z_train = Z[train_rows] if valid_rows is not None else Z  # every row: no copy
     Z_valid = Z[valid_rows] if valid_rows is not None else None
+    if valid_rows is not None:
+        where = f" on the {len(train_rows)} training rows left by --validation {validation:g}"
+        refuse_constant_columns(X[train_rows], table.columns, table.source, where)
     warnings: list[str] = []
     if validation > 0 and valid_rows is None:
         warnings.append(
             f"only {table.n_rows} rows: too few to hold out {validation:.0%}; "
             "the fit has no held-out check"
         )
-    settings: dict[str, Any]
+    keys: tuple[str, ...]
     if model == "gmm":
-        settings = {
-            "components": components,
-            "covariance": covariance,
-            "select": select,
-            "max_iter": max_iter,
-            "n_init": n_init,
-            "tol": tol,
-            "reg_covar": reg_covar,
-        }
+        keys = ("components", "covariance", "select", "max_iter", "n_init", "tol", "reg_covar")
     else:
-        settings = {"bandwidth": bandwidth, "kernel": kernel, "folds": folds}
+        keys = ("bandwidth", "kernel", "folds")
+    settings: dict[str, Any] = {key: options[key] for key in keys}
+    jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
-        rows = _Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
-        outcome = (_fit_gmm if model == "gmm" else _fit_kde)(rows, settings)
+        rows = Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
+        outcome = (fit_gmm if model == "gmm" else fit_kde)(rows, settings)
     except FitError as exc:
         raise FitError(f"{table.source}: {exc}") from None
     result = DensityModel(
@@ -186,11 +193,9 @@ def fit(
                 "values": np.quantile(finite, QUANTILE_LEVELS),
             }
     warnings.extend(outcome["warnings"])
-    import sklearn
-
     result.metadata = {
         "gencli_version": __version__,
-        "sklearn_version": sklearn.__version__,
+        "sklearn_version": _sklearn_version(),
         "numpy_version": np.__version__,
         "python_version": sys.version.split()[0],
         "source": table.source,
@@ -199,7 +204,7 @@ def fit(
         "command_line": shlex.join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
-        "standardized": bool(standardize),
+        "standardized": standardize_rows,
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "validation": validation_record,
@@ -210,6 +215,35 @@ def fit(
         "fit_seconds": time.perf_counter() - started,
     }
     return result
+
+
+def _sklearn_version() -> str:
+    """scikit-learn's version, read from its installed metadata when a KDE fit has not
+    imported it (0.7 s of imports for one string)."""
+    if "sklearn" in sys.modules:
+        return str(sys.modules["sklearn"].__version__)
+    from importlib.metadata import version
+
+    return version("scikit-learn")
+
+
+def _rows_needed(model: str, options: dict[str, Any]) -> tuple[int, str]:
+    """The fewest training rows the model can be fitted to, and what needs them."""
+    if model == "kde":
+        if options["bandwidth"] == "cv":
+            folds = int(options["folds"])
+            return max(2, folds), f"--bandwidth cv with {folds} folds"
+        return 2, "a kernel density"
+    from gencli.selection import parse_components
+
+    try:
+        ks = parse_components(options["components"])
+    except ValueError as exc:
+        raise FitError(f"--components: {exc}") from None
+    smallest = ks[0]
+    if len(ks) == 1:
+        return max(2, smallest), f"a {smallest}-component mixture"
+    return max(2, smallest), f"the smallest mixture searched ({smallest} components)"
 
 
 def _validation_record(
@@ -230,180 +264,6 @@ def _validation_record(
         "train_bits_per_dimension": train["bits_per_dimension"],
         "heldout_mean_log_likelihood": heldout["mean_log_likelihood"],
         "heldout_bits_per_dimension": heldout["bits_per_dimension"],
-    }
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """What every family's fit needs: the rows, their split, and the run's settings."""
-
-    Z: np.ndarray
-    train: np.ndarray
-    valid: np.ndarray | None
-    log_jacobian: float
-    refit: bool
-    seed: int | None
-    jobs: int | None
-    on_candidate: Listener | None
-
-
-def _fit_gmm(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
-    from gencli.families import gmm
-    from gencli.selection import parse_components
-
-    try:
-        ks = parse_components(settings["components"])
-    except ValueError as exc:
-        raise FitError(f"--components: {exc}") from None
-    covariances = (
-        list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
-    )
-    options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
-        "seed": rows.seed
-    }
-    with gmm.em_session():
-        return _fit_gmm_in_session(rows, settings, ks, covariances, options)
-
-
-def _fit_gmm_in_session(
-    rows: _Rows,
-    settings: dict[str, Any],
-    ks: list[int],
-    covariances: list[str],
-    options: dict[str, Any],
-) -> dict[str, Any]:
-    from gencli.families import gmm
-    from gencli.selection import select_gmm
-
-    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
-    refit, jobs, on_candidate = rows.refit, rows.jobs, rows.on_candidate
-    selection = None
-    if len(ks) * len(covariances) > 1:
-        choice = select_gmm(
-            Z_train,
-            Z_valid,
-            components=ks,
-            covariances=covariances,
-            criterion=settings["select"],
-            log_jacobian=log_jacobian,
-            options=options,
-            jobs=jobs,
-            on_candidate=on_candidate,
-        )
-        chosen, estimator, fixes = choice.options, choice.estimator, list(choice.fixes)
-        selection = {
-            "criterion": settings["select"],
-            "parameter": "components",
-            "candidates": choice.candidates,
-        }
-    else:
-        if settings["select"] == "heldout" and Z_valid is None:
-            raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
-        gmm.check_rows(Z, ks[0])
-        if Z_valid is not None:
-            try:
-                gmm.check_rows(Z_train, ks[0])
-            except FitError:
-                raise FitError(
-                    f"a {ks[0]}-component mixture needs at least {ks[0]} distinct rows to train "
-                    f"on, but only {len(Z_train)} rows remain after holding out {len(Z_valid)} "
-                    "(--validation); use --validation 0 or fewer --components"
-                ) from None
-        fixes = []
-        chosen = {**options, "components": ks[0], "covariance": covariances[0]}
-        estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
-    # Start the refit from the repaired settings of the chosen fit.
-    chosen = chosen | {
-        "reg_covar": float(estimator.reg_covar),
-        "max_iter": int(estimator.max_iter),
-        "n_init": int(estimator.n_init),
-    }
-    train_scores = estimator.score_samples(Z_train) + log_jacobian
-    heldout = estimator.score_samples(Z_valid) + log_jacobian if Z_valid is not None else None
-    refitted = refit and Z_valid is not None
-    if refitted:
-        estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
-        train_scores = estimator.score_samples(Z) + log_jacobian
-    warnings = []
-    if not estimator.converged_:
-        warnings.append(
-            f"EM did not converge in {estimator.max_iter} iterations even after retrying; "
-            "try a larger --max-iter or --tol"
-        )
-    if gmm.collapsed(estimator, settings["reg_covar"]):
-        warnings.append(
-            "a component still sits on a few rows (its variance is the regularizer), so its "
-            "density is a spike; try fewer --components or a larger --reg-covar"
-        )
-    return {
-        "estimator": estimator,
-        "params": gmm.to_params(estimator),
-        "selection": selection,
-        "fixes": fixes,
-        "warnings": warnings,
-        "train_log_density": train_scores,
-        "heldout_log_density": heldout,
-        "refitted": refitted,
-    }
-
-
-def _fit_kde(rows: _Rows, settings: dict[str, Any]) -> dict[str, Any]:
-    from gencli.families import kde
-    from gencli.selection import select_bandwidth
-
-    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
-    refit, seed, on_candidate = rows.refit, rows.seed, rows.on_candidate
-
-    kernel = settings["kernel"]
-    bandwidth = settings["bandwidth"]
-    selection = None
-    rule: str | None
-    if bandwidth == "cv":
-        if Z_train.shape[0] < settings["folds"]:
-            raise FitError(
-                f"--bandwidth cv with {settings['folds']} folds needs at least that many rows"
-            )
-        value, history = select_bandwidth(
-            Z_train,
-            kernel=kernel,
-            folds=settings["folds"],
-            seed=seed,
-            log_jacobian=log_jacobian,
-            on_candidate=on_candidate,
-        )
-        selection = {"criterion": "cv", "parameter": "bandwidth", "candidates": history}
-        chosen: float | str = value
-        rule = "cv"
-    else:
-        chosen = bandwidth
-        rule = bandwidth if isinstance(bandwidth, str) else None
-    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
-    heldout = None
-    if Z_valid is not None:
-        heldout = kde.log_density(params, Z_valid) + log_jacobian
-    train_scores = kde.log_density(params, Z_train) + log_jacobian
-    refitted = refit and Z_valid is not None
-    if refitted:
-        # A rule of thumb depends on n, so it is recomputed on every row.
-        params = kde.fit(Z, bandwidth=chosen, kernel=kernel)
-        train_scores = kde.log_density(params, Z) + log_jacobian
-    params["bandwidth_rule"] = rule
-    warnings = []
-    if heldout is not None and not np.all(np.isfinite(heldout)):
-        unreached = int(np.sum(~np.isfinite(heldout)))
-        warnings.append(
-            f"{unreached} held-out rows lie beyond every kernel (density 0); "
-            "a larger bandwidth or the gaussian kernel avoids that"
-        )
-    return {
-        "estimator": None,
-        "params": params,
-        "selection": selection,
-        "fixes": [],
-        "warnings": warnings,
-        "train_log_density": train_scores,
-        "heldout_log_density": heldout,
-        "refitted": refitted,
     }
 
 

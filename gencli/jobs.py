@@ -102,8 +102,10 @@ def _import_in_background(
     (0.2 s) for data frames gencli never passes (its ``fixes.pd`` stays None in this
     process). Any other thread imports pandas as usual.
     """
-    if module is None or module in sys.modules:
-        return None
+    from gencli.native import address_space_limited
+
+    if module is None or module in sys.modules or address_space_limited():
+        return None  # under ulimit -v the fit loads it in turn, after checking the room
     reader = "pyarrow.csv"  # the reader's imports, done before the thread starts
     with contextlib.suppress(DataError):
         if format_for(data, format) == "parquet":
@@ -151,6 +153,7 @@ def fit_record(
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
     from gencli.fitting import bandwidth_in_data_units
+    from gencli.preprocess import column_moments
 
     meta = fitted.metadata
     X = table.values
@@ -179,8 +182,7 @@ def fit_record(
             }
             for name, mean, std, low, high in zip(
                 table.columns,
-                X.mean(axis=0),
-                X.std(axis=0),
+                *column_moments(X),  # finite for values near 1e308, whose sum overflows
                 X.min(axis=0),
                 X.max(axis=0),
                 strict=True,

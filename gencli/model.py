@@ -16,12 +16,17 @@ from typing import Any
 import numpy as np
 
 from gencli.data import Table, as_table
-from gencli.errors import DataError, ModelFileError
+from gencli.errors import DataError, GencliError, ModelFileError, ResourceError
 from gencli.families import FAMILIES
+from gencli.preprocess import standardize, unstandardize
 
 _LOG2 = math.log(2.0)
 SCORE_MODES = ("fast", "exact", "approx")
 SAMPLE_CHUNK_ROWS = 1 << 16
+# Numbers drawn at a time: SAMPLE_CHUNK_ROWS rows up to 64 columns, fewer rows beyond
+# (65,536 rows of a 10,000-column model would be 5 GB a chunk).
+SAMPLE_CHUNK_NUMBERS = SAMPLE_CHUNK_ROWS * 64
+MAX_SAMPLES = int(np.iinfo(np.int64).max)
 
 
 class DensityModel:
@@ -86,7 +91,7 @@ class DensityModel:
     # ------------------------------------------------------------------ densities
 
     def _to_z(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.shift) / self.scale
+        return standardize(X, self.shift, self.scale)
 
     def check_width(self, X: np.ndarray) -> np.ndarray:
         """``X`` as a float 2-D array with the model's number of columns, or a DataError."""
@@ -114,11 +119,29 @@ class DensityModel:
             X = self.align(as_table(X)).values
         X = self.check_width(X)
         family = family_module(self.family)
-        log_density = family.log_density(self.params, self._to_z(X), mode=mode, cache=self._cache)
+        try:
+            log_density = family.log_density(
+                self.params, self._to_z(X), mode=mode, cache=self._cache
+            )
+        except MemoryError:
+            raise ResourceError(
+                f"ran out of memory while scoring {X.shape[0]} rows with the {self.family} "
+                "model; score fewer rows at a time"
+                + (" or use --approx" if self.family == "kde" else "")
+            ) from None
         return np.asarray(log_density) + self.log_jacobian
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Draw ``n`` rows from the fitted density, in the data's own units."""
+        from gencli.limits import check_memory
+
+        n = check_sample_count(n)
+        check_memory(
+            2.0 * n * self.n_features * 8,
+            f"drawing {n} rows x {self.n_features} columns at once",
+            "draw fewer rows, or stream them with iter_samples (gencli sample -o writes "
+            "them in chunks)",
+        )
         chunks = list(self.iter_samples(n, seed))
         return np.vstack(chunks) if chunks else np.empty((0, self.n_features))
 
@@ -127,18 +150,34 @@ class DensityModel:
     ) -> Iterator[np.ndarray]:
         """The same rows as :meth:`sample`, in chunks of ``chunk_rows`` (memory stays flat).
 
-        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator, so the
+        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator (fewer
+        for models of more than 64 columns, and chunks handed out no larger), so the
         output for a seed does not depend on how it is consumed.
         """
-        if n < 0:
-            raise ValueError(f"n must be >= 0 but got {n}")
+        n = check_sample_count(n)
         rng = np.random.default_rng(seed)
         family = family_module(self.family)
+        draw_rows = max(1, min(SAMPLE_CHUNK_ROWS, SAMPLE_CHUNK_NUMBERS // self.n_features))
+        chunk_rows = max(1, min(chunk_rows, draw_rows))
         pending: list[np.ndarray] = []
         held = 0
-        for start in range(0, int(n), SAMPLE_CHUNK_ROWS):
-            size = min(SAMPLE_CHUNK_ROWS, int(n) - start)
-            pending.append(family.sample(self.params, size, rng) * self.scale + self.shift)
+        for start in range(0, n, draw_rows):
+            size = min(draw_rows, n - start)
+            try:
+                drawn = family.sample(self.params, size, rng)
+            except MemoryError:
+                raise ResourceError(
+                    f"ran out of memory while drawing {size} rows x {self.n_features} columns "
+                    "from the model; draw fewer rows at a time"
+                ) from None
+            rows = unstandardize(drawn, self.shift, self.scale)
+            if rows is None:
+                raise GencliError(
+                    "a drawn row lies beyond the largest double (1.8e308): the model spreads "
+                    "past the float64 range; fit the data in smaller units (divide it by "
+                    "1e10, say) to sample from it"
+                )
+            pending.append(rows)
             held += size
             while held >= chunk_rows:
                 block = np.vstack(pending)
@@ -194,6 +233,21 @@ class DensityModel:
 
     def __repr__(self) -> str:
         return f"DensityModel(family={self.family!r}, columns={self.columns!r})"
+
+
+def check_sample_count(n: Any) -> int:
+    """``n`` as a Python int from 0 to the int64 maximum, or a GencliError saying so."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float)):
+        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
+    if isinstance(n, float) and not (math.isfinite(n) and n == int(n)):
+        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
+    count = int(n)
+    if not 0 <= count <= MAX_SAMPLES:
+        raise GencliError(
+            f"the number of rows to draw must be between 0 and {MAX_SAMPLES} (the int64 "
+            f"maximum), not {count}"
+        )
+    return count
 
 
 def family_module(family: str) -> Any:

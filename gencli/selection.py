@@ -29,6 +29,9 @@ DEFAULT_FOLDS = 5
 # A held-out row that no kernel reaches has log-density -inf; in the CV objective it
 # counts as this many nats below zero, so that the search still has a slope to follow.
 UNREACHED_LOG_DENSITY = -1000.0
+# Doublings (or halvings) of Scott's bandwidth the CV search tries before giving up: a
+# factor of 1.7e7 either way, far past any real optimum (exact repeats drive it to 0).
+_BRACKET_STEPS = 24
 
 Candidate = dict[str, Any]
 Listener = Callable[[Candidate], None]
@@ -146,12 +149,29 @@ def select_gmm(
             "use fewer --components"
         )
     grid = [{**options, "components": k, "covariance": c} for c in covariances for k in feasible]
-    results = _run_candidates(Z_train, Z_valid, log_jacobian, grid, jobs, on_candidate)
-    records = [record for record, _ in results]
-    best = min(range(len(records)), key=lambda i: (_score(records[i], criterion), i))
+    records, best, estimator = _run_candidates(
+        Z_train, Z_valid, log_jacobian, grid, criterion, jobs, on_candidate
+    )
     records[best]["chosen"] = True
     # Repairs of the other candidates stay in their rows of the table.
-    return GmmChoice(grid[best], results[best][1], records, list(records[best]["fixes"]))
+    return GmmChoice(grid[best], estimator, records, list(records[best]["fixes"]))
+
+
+class _Best:
+    """The best candidate so far, by (criterion, grid position): only its estimator is kept,
+    so a search holds at most one finished model besides the fits in flight (ten full
+    covariances over 2,000 columns would be 5 GB)."""
+
+    def __init__(self, criterion: str) -> None:
+        self.criterion = criterion
+        self.key: tuple[float, int] | None = None
+        self.index = -1
+        self.estimator: Any = None
+
+    def offer(self, index: int, record: Candidate, estimator: Any) -> None:
+        key = (_score(record, self.criterion), index)
+        if self.key is None or key < self.key:
+            self.key, self.index, self.estimator = key, index, estimator
 
 
 def usable_cores() -> int:
@@ -167,7 +187,9 @@ def worker_count(jobs: int | None, n_candidates: int) -> int:
         jobs = usable_cores()
     if jobs < 1:
         raise FitError(f"--jobs must be -1 (one per core) or at least 1, not {jobs}")
-    return max(1, min(jobs, n_candidates))
+    from gencli.native import max_threads
+
+    return max(1, min(max_threads(jobs), n_candidates))
 
 
 def _run_candidates(
@@ -175,25 +197,29 @@ def _run_candidates(
     Z_valid: np.ndarray | None,
     log_jacobian: float,
     grid: list[dict[str, Any]],
+    criterion: str,
     jobs: int | None,
     on_candidate: Listener | None,
-) -> list[tuple[Candidate, Any]]:
-    """Every candidate's record and estimator, in grid order.
+) -> tuple[list[Candidate], int, Any]:
+    """Every candidate's record (in grid order), the best one's index and its estimator.
 
     Threads, not processes: scikit-learn's EM spends most of its time in numpy, which
     releases the GIL, and a worker process would first spend 0.9 s importing
     scikit-learn. On two cores, K = 1..10 on 20k x 5 rows takes 0.5 s this way against
     0.82 s in turn on one core each and 1.6 s in turn with scikit-learn's own threads.
     """
+    best = _Best(criterion)
     workers = worker_count(jobs, len(grid))
     if workers == 1:
-        results = []
-        for options in grid:
-            result = _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
+        records = []
+        for i, options in enumerate(grid):
+            record, estimator = _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
+            best.offer(i, record, estimator)
+            del estimator
             if on_candidate is not None:
-                on_candidate(result[0])
-            results.append(result)
-        return results
+                on_candidate(record)
+            records.append(record)
+        return records, best.index, best.estimator
 
     def run(options: dict[str, Any]) -> tuple[Candidate, Any]:
         with gmm.one_thread_here():
@@ -201,26 +227,30 @@ def _run_candidates(
 
     # Reported in grid order as soon as every earlier candidate is in, so the table reads
     # the same on every run however the threads interleave.
-    done: dict[int, tuple[Candidate, Any]] = {}
+    done: dict[int, Candidate] = {}
     reported = 0
     pool = ThreadPoolExecutor(workers, thread_name_prefix="gencli-candidate")
-    exiting = False
+    stopping = False
     try:
         futures = {pool.submit(run, options): i for i, options in enumerate(grid)}
         for future in as_completed(futures):
-            done[futures[future]] = future.result()
+            index = futures.pop(future)
+            record, estimator = future.result()
+            best.offer(index, record, estimator)
+            done[index] = record
+            del future, estimator
             while reported in done:
                 if on_candidate is not None:
-                    on_candidate(done[reported][0])
+                    on_candidate(done[reported])
                 reported += 1
-    except Stopped:
-        exiting = True  # the command line's signal handler: the process ends right after
+    except (Stopped, MemoryError):
+        stopping = True  # end now: waiting for the fits in flight could take minutes
         raise
     finally:
-        # On an error or Ctrl-C, start nothing new but let the running fits finish, so
-        # none outlives the search (and its thread limits) in a Python session.
-        pool.shutdown(wait=not exiting, cancel_futures=True)
-    return [done[i] for i in range(len(grid))]
+        # On an error or Ctrl-C, start nothing new; on other errors let the running fits
+        # finish, so none outlives the search (and its thread limits) in a Python session.
+        pool.shutdown(wait=not stopping, cancel_futures=True)
+    return [done[i] for i in range(len(grid))], best.index, best.estimator
 
 
 # ----------------------------------------------------------------------------- bandwidth
@@ -289,7 +319,7 @@ def select_bandwidth(
     step = math.log(2.0)
     centre = math.log(kde.rule_of_thumb(Z, "scott", kernel))
     left, right = centre - step, centre + step
-    for _ in range(40):
+    for _ in range(_BRACKET_STEPS):
         f_left, f_centre, f_right = objective(left), objective(centre), objective(right)
         if f_centre <= f_left and f_centre <= f_right:
             break
@@ -298,7 +328,13 @@ def select_bandwidth(
         else:
             left, centre, right = centre, right, right + step
     else:
-        raise FitError("the cross-validated bandwidth search did not find a maximum")
+        going = "smaller" if f_left < f_centre else "larger"
+        why = " (rows repeated exactly reward ever narrower kernels)" if going == "smaller" else ""
+        raise FitError(
+            "the cross-validated bandwidth search did not find a maximum: the likelihood "
+            f"kept growing with {going} bandwidths (out to {math.exp(centre):.3g}){why}; "
+            "give a --bandwidth or use scott"
+        )
     result = minimize_scalar(
         objective, bounds=(left, right), method="bounded", options={"xatol": xatol}
     )

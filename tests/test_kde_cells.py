@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
-from gencli.families import kde_scoring
+from gencli.families import kde_cells, kde_scoring
 
 
 def direct(points: np.ndarray, Z: np.ndarray, h: float) -> np.ndarray:
@@ -55,7 +55,7 @@ def test_default_gaussian_path_is_within_its_tolerance_of_a_direct_sum(d: int, h
 def test_rows_far_from_the_cells_are_flagged_and_summed_in_full() -> None:
     points = clusters(1500, 2, 0)
     queries = np.vstack([clusters(300, 2, 1), [[40.0, -40.0], [6.0, 6.0]]])
-    result = kde_scoring.cell_log_sums(points, queries, 0.3)
+    result = kde_cells.cell_log_sums(points, queries, 0.3)
     assert result is not None
     _, unsure = result
     assert unsure[-2:].all()  # nothing near them: their sums cannot be trusted
@@ -68,7 +68,7 @@ def test_many_unsettled_rows_go_to_the_tree_with_the_same_tolerance(monkeypatch)
     points = clusters(1500, 2, 0)
     queries = clusters(600, 2, 1)
     h = 0.05  # narrow for 500 points a cluster: many sums are below one kernel's worth
-    result = kde_scoring.cell_log_sums(points, queries, h)
+    result = kde_cells.cell_log_sums(points, queries, h)
     assert result is not None and result[1].mean() > 0.1
     calls = []
     tree = kde_scoring.fast_log_density
@@ -84,7 +84,7 @@ def test_many_unsettled_rows_go_to_the_tree_with_the_same_tolerance(monkeypatch)
 def test_rows_that_are_all_far_away_are_summed_in_full() -> None:
     points = clusters(300, 2, 0)
     queries = np.array([[50.0, 50.0], [-60.0, 0.0]])
-    result = kde_scoring.cell_log_sums(points, queries, 0.1)
+    result = kde_cells.cell_log_sums(points, queries, 0.1)
     assert result is not None and result[1].all()
     got = kde_scoring.log_density(points, queries, "gaussian", 0.1)
     assert rel_error(got, direct(points, queries, 0.1)) <= kde_scoring.FAST_RTOL
@@ -94,7 +94,7 @@ def test_settled_rows_keep_the_bound_they_claim() -> None:
     points = clusters(3000, 2, 2, scale=0.4)
     queries = clusters(1200, 2, 3, scale=0.6)
     h = 0.08
-    result = kde_scoring.cell_log_sums(points, queries, h)
+    result = kde_cells.cell_log_sums(points, queries, h)
     assert result is not None
     log_sums, unsure = result
     n, d = points.shape
@@ -113,7 +113,7 @@ def test_a_dense_cell_is_evaluated_in_blocks_with_the_same_result() -> None:
     queries = rng.normal(0.0, 0.01, size=(400, 2))
     h = 0.05
     got = kde_scoring.log_density(points, queries, "gaussian", h)
-    assert kde_scoring._CELL_BLOCK_ENTRIES < 400 * 6000  # so the block loop runs
+    assert kde_cells._CELL_BLOCK_ENTRIES < 400 * 6000  # so the block loop runs
     assert rel_error(got, direct(points, queries, h)) <= kde_scoring.FAST_RTOL
 
 
@@ -122,7 +122,7 @@ def test_rows_spread_over_many_cells_go_to_the_tree() -> None:
     points = rng.uniform(-50, 50, size=(2000, 2))
     queries = rng.uniform(-50, 50, size=(2500, 2))
     h = 0.01
-    assert kde_scoring.cell_log_sums(points, queries, h) is None
+    assert kde_cells.cell_log_sums(points, queries, h) is None
     got = kde_scoring.log_density(points, queries, "gaussian", h)
     assert rel_error(got, direct(points, queries, h)) <= kde_scoring.FAST_RTOL
 
@@ -182,7 +182,7 @@ def test_a_grid_too_fine_for_its_cell_keys_goes_to_the_tree() -> None:
     rng = np.random.default_rng(3)
     points = rng.uniform(0, 1e10, size=(300, 2))
     queries = np.vstack([points[:40], rng.uniform(0, 1e10, size=(20, 2))])
-    assert kde_scoring.cell_log_sums(points, queries, 1.0) is None
+    assert kde_cells.cell_log_sums(points, queries, 1.0) is None
     got = kde_scoring.log_density(points, queries, "gaussian", 1.0)
     reference = direct(points, queries, 1.0)
     assert rel_error(got[:40], reference[:40]) <= kde_scoring.FAST_RTOL  # on training rows

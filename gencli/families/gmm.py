@@ -49,6 +49,15 @@ def count_distinct(Z: np.ndarray, limit: int) -> int:
     return min(len(np.unique(Z, axis=0)), limit)
 
 
+def fit_memory(n_rows: int, d: int, components: int, covariance: str) -> float:
+    """Bytes one EM fit needs at its peak, about: scikit-learn holds the covariances, their
+    Cholesky factors and the precisions (and a copy of the best while n_init runs), and
+    works on a few row-by-column and row-by-component arrays at a time."""
+    per_component = {"full": d * d, "tied": d * d / components, "diag": d, "spherical": 1}
+    matrices = 5.0 * components * per_component[covariance]
+    return 8.0 * (matrices + 4.0 * n_rows * d + 4.0 * n_rows * components)
+
+
 def n_parameters(components: int, covariance: str, d: int) -> int:
     """Free parameters of a mixture: weights, means and covariances (for BIC and AIC)."""
     covariance_params = {

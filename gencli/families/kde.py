@@ -19,6 +19,11 @@ from gencli.errors import FitError, ModelFileError
 
 KERNELS = ("gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine")
 RULES = ("scott", "silverman")
+# Bandwidths gencli fits, scores and stores (in the estimator's units, standardized unless
+# --no-standardize): model files hold the same range. Beyond it h^2 and (x / h)^2 leave
+# the double range for ordinary data and the density is a row of spikes or flat.
+MIN_BANDWIDTH = 1e-100
+MAX_BANDWIDTH = 1e100
 
 
 def _log_radial_moment(kernel: str, m: int, squared: bool = False) -> float:
@@ -92,10 +97,21 @@ def rule_of_thumb(Z: np.ndarray, rule: str, kernel: str = "gaussian") -> float:
         factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     else:
         raise ValueError(f"unknown bandwidth rule {rule!r}")
-    spread = float(np.sqrt(np.mean(np.var(Z, axis=0))))
+    spread = _spread(Z)
     if not spread > 0:
         raise FitError("every column is constant, so no bandwidth fits; the data has no spread")
     return factor * spread * kernel_factor(kernel, d)
+
+
+def _spread(Z: np.ndarray) -> float:
+    """Root mean of the column variances, without squaring values near 1e+-300."""
+    from gencli.preprocess import column_moments
+
+    _, std = column_moments(Z)
+    largest = float(std.max()) if std.size else 0.0
+    if not largest > 0:
+        return 0.0
+    return largest * float(np.sqrt(np.mean((std / largest) ** 2)))
 
 
 def choose_bandwidth(
@@ -112,10 +128,28 @@ def choose_bandwidth(
                 f"unknown bandwidth '{bandwidth}'; give a positive number or one of "
                 f"{', '.join(RULES)}"
             )
-        return rule_of_thumb(Z, bandwidth, kernel), bandwidth
-    value = float(bandwidth)
+        value = rule_of_thumb(Z, bandwidth, kernel)
+        if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
+            raise FitError(
+                f"the {bandwidth} bandwidth for this data, {value:.3g}, is outside the range "
+                f"{MIN_BANDWIDTH:g} to {MAX_BANDWIDTH:g} that gencli computes with; fit with "
+                "standardizing on (drop --no-standardize) or rescale the data"
+            )
+        return value, bandwidth
+    try:
+        value = float(bandwidth)
+    except (TypeError, ValueError):
+        raise FitError(f"--bandwidth must be a positive number but got {bandwidth!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise FitError(f"--bandwidth must be a positive number but got {bandwidth}")
+    if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
+        scott = rule_of_thumb(Z, "scott", kernel)
+        raise FitError(
+            f"--bandwidth {value:g} is outside the range {MIN_BANDWIDTH:g} to "
+            f"{MAX_BANDWIDTH:g} that gencli computes with (beyond it h^2 over- or "
+            f"underflows); a sensible bandwidth is near Scott's rule, {scott:.3g} for this "
+            "data (in standardized units unless --no-standardize)"
+        )
     return value, None
 
 
