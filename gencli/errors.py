@@ -100,13 +100,23 @@ def on_stop_signal(signum: int, frame: Any) -> None:
 
 
 def _retry_later() -> bool:
-    """Deliver the pending stop again shortly (SIGALRM); False where that cannot be done."""
+    """Deliver the pending stop to the main thread again shortly; False where that cannot be
+    done. The signal is sent to the main thread itself (a timer signal may land on any
+    thread and leave the main one blocked in a write to a pipe)."""
     import signal
+    import threading
 
-    if not hasattr(signal, "setitimer"):
+    if not hasattr(signal, "pthread_kill") or pending_signal is None:
         return False
-    signal.signal(signal.SIGALRM, lambda _number, frame: on_stop_signal(pending_signal or 2, frame))
-    signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
+    main, signum = threading.main_thread().ident, pending_signal
+
+    def resend() -> None:
+        if main is not None and not _raised:
+            signal.pthread_kill(main, signum)
+
+    timer = threading.Timer(_RETRY_SECONDS, resend)
+    timer.daemon = True
+    timer.start()
     return True
 
 
