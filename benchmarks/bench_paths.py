@@ -44,7 +44,7 @@ STREAM_GROWTH_LIMIT = 1.5
 
 PROBE = """
 import sys
-from gencli.cli import cli
+from gencli.cli.main import cli
 try:
     cli.main({args!r}, prog_name="gencli", standalone_mode=False)
 except SystemExit:
@@ -53,7 +53,7 @@ print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules))
 """
 
 LIST_COMMANDS = (
-    "import click; from gencli.cli import cli; print(*cli.list_commands(click.Context(cli)))"
+    "import click; from gencli.cli.main import cli; print(*cli.list_commands(click.Context(cli)))"
 )
 
 
@@ -289,13 +289,13 @@ def stream_check(
 
 
 READ_GENCLI = (
-    "import sys; from gencli.data import read_table; print(read_table(sys.argv[1]).n_rows)"
+    "import sys; from gencli.io.data import read_table; print(read_table(sys.argv[1]).n_rows)"
 )
 READ_PANDAS = "import sys, pandas; print(len(pandas.read_csv(sys.argv[1]).to_numpy()))"
 
 
 def bench_read(bench: Bench) -> None:
-    """gencli.data.read_table against pandas.read_csv: each in a fresh process, as a
+    """gencli.io.data.read_table against pandas.read_csv: each in a fresh process, as a
     command pays for it (the target), and both in one process, parsing only (info)."""
     data = ensure(bench.data, "gmm", Mixture(components=5, dim=10, seed=1), bench.sizes.gmm)
     warm(data)

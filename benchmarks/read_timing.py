@@ -17,7 +17,7 @@ def main(path: str, repeat: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from gencli.data import read_table
+    from gencli.io.data import read_table
 
     readers = {
         "gencli": lambda: read_table(path).values,

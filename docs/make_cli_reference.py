@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
-from gencli.cli import cli
+from gencli.cli.main import cli
 
 TARGET = Path(__file__).resolve().parent / "cli.md"
 

@@ -21,24 +21,24 @@ from gencli.native import one_blas_thread_under_address_limit
 one_blas_thread_under_address_limit()  # before numpy loads OpenBLAS; see gencli.native
 
 if TYPE_CHECKING:
-    from gencli.fitting import fit
-    from gencli.model import DensityModel
-    from gencli.modelfile import load
+    from gencli.density.model import DensityModel
+    from gencli.density.modelfile import load
+    from gencli.fitting.fitter import fit
 
 __all__ = ["DensityModel", "__version__", "fit", "load"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "fit":
-        from gencli.fitting import fit
+        from gencli.fitting.fitter import fit
 
         return fit
     if name == "DensityModel":
-        from gencli.model import DensityModel
+        from gencli.density.model import DensityModel
 
         return DensityModel
     if name == "load":
-        from gencli.modelfile import load
+        from gencli.density.modelfile import load
 
         return load
     raise AttributeError(f"module 'gencli' has no attribute {name!r}")

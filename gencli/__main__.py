@@ -17,13 +17,13 @@ def main() -> None:
 
     install_stop_handlers()
     try:
-        from gencli.cli import main as run
+        from gencli.cli.main import main as run
 
         run()
     except Stopped as stop:  # before the command line's own boundary, or after it
         import signal
 
-        from gencli import atomic
+        from gencli.io import atomic
 
         name = signal.Signals(stop.signum).name
         verb = {"SIGTERM": "terminated", "SIGHUP": "hung up"}.get(name, "interrupted")

@@ -1,6 +1,6 @@
 """The exceptions gencli raises for problems a user can fix.
 
-Only ``gencli.cli`` turns them into one-line ``Error: ...`` messages; the library
+Only ``gencli.cli.main`` turns them into one-line ``Error: ...`` messages; the library
 raises them with messages that say what was expected, what was found, where, and
 what to do.
 """

@@ -17,19 +17,18 @@ the very rows the model was trained on (same SHA-256).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gencli.errors import DataError, OutputError
 
 if TYPE_CHECKING:
-    from gencli.model import DensityModel
+    from gencli.density.model import DensityModel
 
-__all__ = ["evaluate", "evaluate_file", "summary_lines"]
+__all__ = ["evaluate", "summary_lines"]
 
 
 def evaluate(
@@ -46,7 +45,7 @@ def evaluate(
     """Compare ``X_real`` with as many rows drawn from ``model``; return the metrics.
 
     Args:
-        model: a fitted :class:`~gencli.model.DensityModel`.
+        model: a fitted :class:`~gencli.density.model.DensityModel`.
         X_real: real rows, an array with the model's columns in order, or a DataFrame /
             Table whose columns are matched by name.
         seed: seeds the generated rows, the subsamples, the permutations and the folds.
@@ -60,7 +59,7 @@ def evaluate(
         A plain dictionary: ``columns`` (per column KS), ``correlation``, ``energy``,
         ``classifier``, the real rows' mean log-likelihood, ``training_rows_warning``.
     """
-    from gencli.model import data_sha256, log_likelihood_summary
+    from gencli.density.model import data_sha256, log_likelihood_summary
 
     started = time.perf_counter()
     X = _as_rows(model, X_real)
@@ -111,7 +110,7 @@ def evaluate(
 
 
 def _as_rows(model: DensityModel, X_real: Any) -> np.ndarray:
-    from gencli.data import Table, as_table
+    from gencli.io.data import Table, as_table
 
     if isinstance(X_real, Table) or (
         hasattr(X_real, "columns") and not isinstance(X_real, np.ndarray)
@@ -161,7 +160,7 @@ def per_column_tests(
     """For each column: means, standard deviations and the two-sample KS test."""
     from scipy.stats import ks_2samp
 
-    from gencli.preprocess import column_moments  # finite for values near 1e300
+    from gencli.density.preprocess import column_moments  # finite for values near 1e300
 
     real_mean, real_std = column_moments(real)
     generated_mean, generated_std = column_moments(generated)
@@ -185,7 +184,7 @@ def per_column_tests(
 
 
 def _correlation(X: np.ndarray) -> np.ndarray:
-    from gencli.preprocess import column_magnitudes
+    from gencli.density.preprocess import column_magnitudes
 
     d = X.shape[1]
     if d == 1:
@@ -254,7 +253,7 @@ def energy_test(
     a, b = _subsample(real, max_rows, rng), _subsample(generated, max_rows, rng)
     na, nb = a.shape[0], b.shape[0]
     pooled = np.vstack([a, b])
-    from gencli.preprocess import column_moments, standardize
+    from gencli.density.preprocess import column_moments, standardize
 
     centre, spread = column_moments(pooled)  # finite for values near 1e300
     spread[~(spread > 0)] = 1.0
@@ -337,75 +336,6 @@ def classifier_test(
         "fold_accuracies": fold_accuracies,
         "rows_used": [int(a.shape[0]), int(b.shape[0])],
     }
-
-
-def evaluate_file(
-    model_path: str | os.PathLike[str],
-    data: str | os.PathLike[str],
-    report: str | os.PathLike[str] | None = None,
-    *,
-    format: str | None = None,
-    dropna: bool = False,
-    seed: int = 0,
-    n_permutations: int = 200,
-    stdin: IO[bytes] | None = None,
-    header: bool | None = None,
-) -> dict[str, Any]:
-    """Load a model, read ``data``, evaluate, and optionally write a report; return the result.
-
-    The report path is checked (extension, folder, not an input) before any work starts.
-    ``header`` says whether a CSV's first row holds names (None: decide); notes on what
-    the reader guessed come first in ``result["notes"]``.
-    """
-    from gencli.atomic import check_outputs
-    from gencli.data import read_table, require_finite
-    from gencli.modelfile import load
-    from gencli.sources import check_input
-
-    check_input(data)  # first, so a bad data path is named as such
-    if report is not None:
-        from gencli.report import report_outputs
-
-        check_outputs([report], [model_path, data])
-        check_outputs(report_outputs(report), [model_path, data])
-    model = load(model_path)
-    from gencli.data import Table
-
-    seen: dict[str, Any] = {}
-
-    def model_columns(columns: list[str], named: bool) -> list[int]:
-        seen["header"] = Table(np.empty((0, len(columns))), columns, named, str(data))
-        return model.column_picks(seen["header"])
-
-    table = read_table(
-        data,
-        format=format,
-        dropna=dropna,
-        stdin=stdin,
-        header=header,
-        non_numeric_hint="remove that column from the file",
-        usecols=model_columns,
-    )
-    extra = model.extra_columns(seen["header"])
-    aligned = require_finite(model.align(table), hint="pass --dropna")
-    result = evaluate(model, aligned.values, seed=seed, n_permutations=n_permutations)
-    result = {
-        "kind": result.pop("kind"),
-        "model_file": str(model_path),
-        "source": table.source,
-        "dropped_rows": table.dropped_rows,
-        "matched_by": "name" if model.named_columns and table.named else "position",
-        "ignored_columns": extra,
-        **result,
-        "data_notes": list(table.notes),
-        "report_file": None if report is None else str(report),
-    }
-    if report is not None:
-        from gencli.report import write_report
-
-        files = write_report(report, result, model, aligned.values)
-        result["report_files"] = [str(f) for f in files]
-    return result
 
 
 def _p(value: float | None) -> str:

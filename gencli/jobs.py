@@ -8,25 +8,23 @@ plain summary dictionary that the CLI renders.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-from gencli.atomic import check_outputs
-from gencli.data import Table, format_for, read_table
+from gencli.density.model import DensityModel
+from gencli.density.modelfile import load
+from gencli.engines.local import import_in_background, sample_chunks, score_chunks
 from gencli.errors import DataError, OutputError
-from gencli.model import DensityModel
-from gencli.modelfile import load
-from gencli.sources import check_input
-from gencli.streams import stream_table
-from gencli.writers import TableWriter
+from gencli.io.atomic import check_outputs
+from gencli.io.data import Table, read_table
+from gencli.io.sources import check_input
+from gencli.io.streams import stream_table
+from gencli.io.writers import TableWriter
 
 
 def fit_file(
@@ -46,8 +44,9 @@ def fit_file(
     """Read ``data``, fit a density, save it to ``output`` (and a report); return the record.
 
     ``background_import`` imports scikit-learn while the data is read (the command line
-    does; see :func:`_import_in_background`). ``header`` says whether a CSV's first row
-    holds names (None: decide, and say so in ``record["notes"]`` when it is a guess).
+    does; see :func:`gencli.engines.local.import_in_background`). ``header`` says whether a
+    CSV's first row holds names (None: decide, and say so in ``record["notes"]`` when it is
+    a guess).
 
     The record is what the report holds: the data, the candidates and their scores, the
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
@@ -60,16 +59,16 @@ def fit_file(
     outputs: list[Any] = [(output, "the model file"), (report, "the report")]
     check_outputs(outputs, [data])
     if report is not None:
-        from gencli.report import report_outputs
+        from gencli.reports.files import report_outputs
 
         check_outputs([outputs[0], *report_outputs(report)], [data])
     started = time.perf_counter()
     wanted = "sklearn.mixture" if model == "gmm" and background_import else None
-    loader = _import_in_background(wanted, data, format)
+    loader = import_in_background(wanted, data, format)
     table = read_table(
         data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
     )
-    from gencli.fitting import fit  # not at the top: score and sample never need it
+    from gencli.fitting.fitter import fit  # not at the top: score and sample never need it
 
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
     if loader is not None:
@@ -78,7 +77,7 @@ def fit_file(
     record = fit_record(fitted, table, output, time.perf_counter() - started)
     record["notes"] = list(table.notes)
     if report is not None:
-        from gencli.report import write_report
+        from gencli.reports.files import write_report
 
         files = write_report(report, record, fitted, table.values)
         record["report_file"] = str(report)
@@ -86,74 +85,12 @@ def fit_file(
     return record
 
 
-def _import_in_background(
-    module: str | None, data: str | os.PathLike[str], format: str | None
-) -> threading.Thread | None:
-    """Start importing ``module`` while the main thread reads the data (the CLI's ``fit``).
-
-    scikit-learn takes 0.5-0.9 s to import, and reading, standardizing and splitting the
-    rows need none of it (arrow releases the GIL while it parses), so they overlap. The
-    reader's own modules are imported first, and the main thread imports nothing at module
-    level until it needs scikit-learn, where Python's import lock makes it wait for this
-    thread: neither thread ever holds a lock the other is waiting on. If reading fails,
-    the thread is left to finish or to end with the process, so the error is not delayed.
-
-    On this thread only, pandas cannot be imported: scikit-learn imports it if it can
-    (0.2 s) for data frames gencli never passes (its ``fixes.pd`` stays None in this
-    process). Any other thread imports pandas as usual.
-    """
-    from gencli.native import address_space_limited
-
-    if module is None or module in sys.modules or address_space_limited():
-        return None  # under ulimit -v the fit loads it in turn, after checking the room
-    reader = "pyarrow.csv"  # the reader's imports, done before the thread starts
-    with contextlib.suppress(DataError):
-        if format_for(data, format) == "parquet":
-            reader = "pyarrow.parquet"
-    importlib.import_module(reader)
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _SKIP_PANDAS)  # once, before any other thread imports
-
-    def load() -> None:
-        _SKIP_PANDAS.thread = threading.get_ident()
-        try:
-            importlib.import_module(module)
-        except Exception:  # the main thread imports it again and reports
-            pass
-        finally:
-            _SKIP_PANDAS.thread = None
-
-    thread = threading.Thread(target=load, name="gencli-import", daemon=True)
-    thread.start()
-    return thread
-
-
-class _SkipOnOneThread:
-    """A meta-path finder that refuses some top-level packages to one thread's imports.
-
-    It stays in ``sys.meta_path`` once inserted (removing it while another thread walks
-    the list could make that thread skip a finder) and does nothing when ``thread`` is None.
-    """
-
-    def __init__(self, *names: str) -> None:
-        self.names = frozenset(names)
-        self.thread: int | None = None
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if self.thread == threading.get_ident() and fullname.split(".")[0] in self.names:
-            raise ModuleNotFoundError(f"{fullname} is not imported here", name=fullname)
-        return None
-
-
-_SKIP_PANDAS = _SkipOnOneThread("pandas")
-
-
 def fit_record(
     fitted: DensityModel, table: Table, output: str | os.PathLike[str], seconds: float
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
-    from gencli.fitting import bandwidth_in_data_units
-    from gencli.preprocess import column_moments
+    from gencli.density.preprocess import column_moments
+    from gencli.fitting.fitter import bandwidth_in_data_units
 
     meta = fitted.metadata
     X = table.values
@@ -232,7 +169,7 @@ def score_file(
     below the smallest positive float as -inf (counted) instead of stopping the run.
     ``header`` is as for :func:`fit_file`; notes on guesses are in ``result["notes"]``.
     """
-    from gencli.writers import output_format as format_of_output
+    from gencli.io.writers import output_format as format_of_output
 
     check_input(data)  # first, so a bad data path is named as such
     check_outputs([output], [model_path, data])
@@ -252,7 +189,6 @@ def score_file(
     number_names = ["row", "log_density"] if dropna else ["log_density"]
     counts = {"rows": 0, "skipped": 0, "underflow": 0, "outliers": 0}
     total = 0.0
-    offset = 0  # data rows read so far, scored or skipped
     with contextlib.ExitStack() as stack:
         writer = None
         if output is not None:
@@ -267,32 +203,23 @@ def score_file(
                     stdout=stdout,
                 )
             )
-        for chunk in stream.chunks:
-            X = chunk[:, picks]
-            row_numbers = np.arange(offset + 1, offset + 1 + X.shape[0], dtype=np.float64)
-            offset += X.shape[0]
-            finite = np.isfinite(X).all(axis=1)
-            if not finite.all():
-                if not dropna:
-                    _refuse_missing(X, model.columns, stream, offset - X.shape[0])
-                counts["skipped"] += int((~finite).sum())
-                X, row_numbers = X[finite], row_numbers[finite]
-            log_density = model.score_samples(X, mode=mode)
-            underflow = _check_representable(
-                log_density, model, stream.source, row_numbers, allow_underflow
-            )
-            counts["underflow"] += underflow
+        for part in score_chunks(
+            model, stream, picks, mode=mode, dropna=dropna, allow_underflow=allow_underflow
+        ):
+            log_density = part.log_density
+            counts["skipped"] += part.skipped
+            counts["underflow"] += part.underflow
             flags = None
             if threshold is not None:
                 flags = {"outlier": log_density < threshold}
                 counts["outliers"] += int(flags["outlier"].sum())
             if writer is not None:
-                columns = [row_numbers, log_density] if dropna else [log_density]
+                columns = [part.row_numbers, log_density] if dropna else [log_density]
                 writer.write(np.column_stack(columns), flags)
-            counts["rows"] += X.shape[0]
+            counts["rows"] += log_density.size
             total += float(np.sum(log_density))
             if progress is not None:
-                progress(chunk.shape[0])
+                progress(part.rows_read)
         if counts["rows"] == 0:  # inside: an output file must not be published
             if counts["skipped"]:
                 raise DataError(
@@ -319,47 +246,6 @@ def score_file(
         "output": None if output is None else str(output),
         "notes": list(stream.notes),
     }
-
-
-def _refuse_missing(X: np.ndarray, columns: list[str], stream: Any, offset: int) -> None:
-    """The one-line refusal of missing or infinite values, rows counted from the file's start."""
-    from gencli.data import require_finite
-    from gencli.streams import _shift_rows
-
-    try:
-        require_finite(Table(X, columns, stream.named, stream.source), hint="pass --dropna")
-    except DataError as exc:
-        raise DataError(_shift_rows(str(exc), offset)) from None
-
-
-def _check_representable(
-    log_density: np.ndarray,
-    model: DensityModel,
-    source: str,
-    row_numbers: np.ndarray,
-    allow_underflow: bool,
-) -> int:
-    """No NaN or +inf reaches a score; -inf only where a compact kernel's density is truly
-    zero or, with ``allow_underflow``, where the density is below the smallest float.
-    Returns how many rows scored -inf."""
-    negative_infinity = np.isneginf(log_density)
-    compact = model.family == "kde" and model.params["kernel"] in (
-        "tophat",
-        "epanechnikov",
-        "linear",
-        "cosine",
-    )
-    bad = ~np.isfinite(log_density)
-    if compact or allow_underflow:
-        bad &= ~negative_infinity
-    if np.any(bad):
-        row = int(row_numbers[int(np.flatnonzero(bad)[0])])
-        raise DataError(
-            f"{source}: row {row} is so far from the training data that its log-density is "
-            "beyond what a float can hold; check that row, or pass --allow-underflow to score "
-            "such rows -inf and go on"
-        )
-    return int(negative_infinity.sum())
 
 
 def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:
@@ -389,7 +275,7 @@ def sample_file(
     """Draw ``n`` rows from the model and write them, chunk by chunk, with the column names.
 
     ``precision`` rounds CSV/TSV numbers to that many significant digits."""
-    from gencli.writers import output_format
+    from gencli.io.writers import output_format
 
     check_outputs([output], [model_path])
     output_format(output, format)  # a contradiction is refused before any work
@@ -397,10 +283,73 @@ def sample_file(
     with TableWriter(
         output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
     ) as writer:
-        for chunk in model.iter_samples(n, seed=seed):
-            if not np.all(np.isfinite(chunk)):
-                raise OutputError("the model produced non-finite samples; refit it")
+        for chunk in sample_chunks(model, n, seed=seed):
             writer.write(chunk)
             if progress is not None:
                 progress(chunk.shape[0])
     return {"model_file": str(model_path), "rows": int(n), "output": str(output), "seed": seed}
+
+
+def evaluate_file(
+    model_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    report: str | os.PathLike[str] | None = None,
+    *,
+    format: str | None = None,
+    dropna: bool = False,
+    seed: int = 0,
+    n_permutations: int = 200,
+    stdin: IO[bytes] | None = None,
+    header: bool | None = None,
+) -> dict[str, Any]:
+    """Load a model, read ``data``, evaluate, and optionally write a report; return the result.
+
+    The report path is checked (extension, folder, not an input) before any work starts.
+    ``header`` says whether a CSV's first row holds names (None: decide); notes on what
+    the reader guessed come first in ``result["notes"]``.
+    """
+    from gencli.evaluate import evaluate
+    from gencli.io.data import require_finite
+
+    check_input(data)  # first, so a bad data path is named as such
+    if report is not None:
+        from gencli.reports.files import report_outputs
+
+        check_outputs([report], [model_path, data])
+        check_outputs(report_outputs(report), [model_path, data])
+    model = load(model_path)
+    seen: dict[str, Any] = {}
+
+    def model_columns(columns: list[str], named: bool) -> list[int]:
+        seen["header"] = Table(np.empty((0, len(columns))), columns, named, str(data))
+        return model.column_picks(seen["header"])
+
+    table = read_table(
+        data,
+        format=format,
+        dropna=dropna,
+        stdin=stdin,
+        header=header,
+        non_numeric_hint="remove that column from the file",
+        usecols=model_columns,
+    )
+    extra = model.extra_columns(seen["header"])
+    aligned = require_finite(model.align(table), hint="pass --dropna")
+    result = evaluate(model, aligned.values, seed=seed, n_permutations=n_permutations)
+    result = {
+        "kind": result.pop("kind"),
+        "model_file": str(model_path),
+        "source": table.source,
+        "dropped_rows": table.dropped_rows,
+        "matched_by": "name" if model.named_columns and table.named else "position",
+        "ignored_columns": extra,
+        **result,
+        "data_notes": list(table.notes),
+        "report_file": None if report is None else str(report),
+    }
+    if report is not None:
+        from gencli.reports.files import write_report
+
+        files = write_report(report, result, model, aligned.values)
+        result["report_files"] = [str(f) for f in files]
+    return result

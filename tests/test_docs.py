@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from gencli.cli import cli
+from gencli.cli.main import cli
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -43,11 +43,11 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import gencli
-from gencli import modelfile
-from gencli.cli import cli
-from gencli.data import Table, read_table
+from gencli.cli.main import cli
+from gencli.density import modelfile
 from gencli.errors import DataError, FitError, GencliError, ModelFileError
-from gencli.streams import finite_chunks, stream_table
+from gencli.io.data import Table, read_table
+from gencli.io.streams import finite_chunks, stream_table
 
 PROPERTY = settings(
     max_examples=100,
@@ -601,7 +601,7 @@ FUZZ_CHILD = textwrap.dedent(
     """
     import json, random, resource, sys, warnings
     import numpy as np
-    from gencli import modelfile
+    from gencli.density import modelfile
     from gencli.errors import ModelFileError
 
     warnings.simplefilter("ignore")
@@ -887,7 +887,7 @@ def test_nested_objects_in_metadata_are_refused(models):
 MEMO_BOMB_CHILD = textwrap.dedent(
     """
     import resource
-    from gencli import modelfile
+    from gencli.density import modelfile
     from gencli.errors import ModelFileError
     # 200 MB more address space than this process already has: plenty to refuse 10 bytes.
     status = open("/proc/self/status").read()

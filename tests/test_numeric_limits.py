@@ -22,9 +22,9 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import gencli
+from gencli.density.families.kernels import log_kernel_norm
+from gencli.density.preprocess import split_rows
 from gencli.errors import FitError, GencliError
-from gencli.families.kde import log_kernel_norm
-from gencli.preprocess import split_rows
 
 RNG = np.random.default_rng(20250101)
 BASE = RNG.normal(size=(120, 2)) @ np.array([[1.0, 0.5], [0.0, 1.0]])

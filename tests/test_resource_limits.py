@@ -23,9 +23,9 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import gencli
-from gencli import curse
+from gencli.curse import run as curse
+from gencli.density.families.kernels import log_kernel_norm
 from gencli.errors import FitError, ResourceError
-from gencli.families.kde import log_kernel_norm
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's"

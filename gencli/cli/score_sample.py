@@ -1,0 +1,273 @@
+"""``gencli score`` and ``gencli sample``: use a model file on rows, streamed in chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gencli.cli.options import (
+    CONTEXT_SETTINGS,
+    DATA_FORMATS,
+    MAX_ROWS,
+    debug_option,
+    format_option,
+    header_option,
+    json_option_for,
+    precision_option,
+    quiet_option,
+    seed_option,
+)
+from gencli.cli.output import emit, say_unless, writes_to_stdout
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+    help="Where the scores go, one row per input row: '-' is stdout (the summary then goes "
+    "to stderr); a file is written atomically, in the format of its extension.",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(DATA_FORMATS),
+    help="Format of the scores: needed for NPY or Parquet on stdout (binary goes to stdout "
+    "only when it is not a terminal); with -o FILE it must agree with the extension. "
+    "[default: the extension's, CSV on stdout]",
+)
+@precision_option
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="[kde] Sum every kernel exactly. By default a KDE is scored to a relative error of "
+    "at most 1e-6 per row (tails included), much faster.",
+)
+@click.option(
+    "--approx",
+    is_flag=True,
+    help="[kde] Gaussian gridding (an FFT grid) for the gaussian kernel in 1-D and 2-D: "
+    "relative error below 1e-3 (about 1e-4), usually faster than the default. Rows too far "
+    "out for the grid are scored the default way, and so is every row when the grid would "
+    "be much larger than the training data.",
+)
+@click.option(
+    "--flag-below",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="Q",
+    help="Add a column 'outlier': true for rows whose log-density is below the Q-quantile "
+    "(e.g. 0.01) of the held-out rows' at fit time; the summary counts them.",
+)
+@click.option(
+    "--dropna",
+    is_flag=True,
+    help="Skip rows with a missing or infinite value in a column the model uses, and count "
+    "them. The scores then start with a column 'row' (the data row, counting from 1) to join "
+    "them back.",
+)
+@click.option(
+    "--allow-underflow",
+    is_flag=True,
+    help="Score a row whose density is below the smallest positive float as -inf (counted in "
+    "the summary) and go on, instead of stopping at it.",
+)
+@format_option
+@header_option
+@json_option_for("the summary; on stdout with -o FILE, on stderr when the scores are on stdout")
+@quiet_option
+@debug_option
+def score(
+    model_file: str,
+    data: str,
+    output: str,
+    output_format: str | None,
+    precision: int | None,
+    exact: bool,
+    approx: bool,
+    flag_below: float | None,
+    dropna: bool,
+    allow_underflow: bool,
+    data_format: str | None,
+    header: bool | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Score the rows of DATA by their log-density under MODEL.
+
+    Writes one log_density per input row, in input order, to stdout (or -o FILE). The
+    log-density is the natural log of the density in the data's own units. Columns are
+    matched by name (in any order; extra columns are ignored with a note); data without
+    names (NPY, headerless CSV) is matched by position. The summary (rows scored, the mean
+    log-likelihood per row in nats, bits per dimension, the total) goes to stderr when the
+    scores are on stdout, to stdout when they go to a file. Rows are read, scored and
+    written in chunks, so memory stays flat for any file size.
+
+    \b
+    Examples:
+      gencli score iris.pkl new_rows.csv > scores.csv
+      gencli score iris.pkl new_rows.csv -o scores.csv
+      gencli score iris.pkl new_rows.csv --flag-below 0.01 -o flagged.csv
+      gencli score moons-kde.pkl big.csv --approx -o scores.npy
+      gencli score iris.pkl gappy.csv --dropna --precision 6
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl -
+      gencli sample iris.pkl --format parquet | gencli score iris.pkl - --format parquet
+    """
+    from gencli.io.console import progress_bar
+    from gencli.jobs import score_file
+
+    if exact and approx:
+        raise click.UsageError("--exact and --approx contradict each other; choose one")
+    _check_output_format(output, output_format, precision, "--output-format")
+    mode = "exact" if exact else "approx" if approx else "fast"
+    with progress_bar(None, "scoring", quiet) as progress:
+        result = score_file(
+            model_file,
+            data,
+            output,
+            format=data_format,
+            output_format=output_format,
+            precision=precision,
+            flag_below=flag_below,
+            mode=mode,
+            dropna=dropna,
+            allow_underflow=allow_underflow,
+            header=header,
+            progress=progress,
+        )
+    to_stderr = writes_to_stdout(output)  # '-', or /dev/stdout by another name
+    for note in result.get("notes", []):
+        say_unless(f"note: {note}", quiet)
+    if result["ignored_columns"]:
+        say_unless(
+            f"note: ignoring columns not in the model: {', '.join(result['ignored_columns'])}",
+            quiet,
+        )
+    if as_json or not quiet:
+        emit(_score_lines(result), result, as_json, to_stderr=to_stderr)
+    if not to_stderr:
+        say_unless(f"wrote {output}", quiet)
+
+
+def _score_lines(result: dict[str, Any]) -> list[str]:
+    lines = [
+        f"rows       {result['rows']} from {result['source']} (columns matched by "
+        f"{result['matched_by']})",
+    ]
+    if result["skipped_rows"]:
+        lines.append(
+            f"skipped    {result['skipped_rows']} rows with missing or infinite values (--dropna)"
+        )
+    lines += [
+        f"mean       {result['mean_log_likelihood']:.4f} nats/row log-likelihood",
+        f"bits/dim   {result['bits_per_dimension']:.4f}",
+        f"total      {result['total_log_likelihood']:.4f} nats",
+    ]
+    if result["underflow_rows"]:
+        lines.append(
+            f"-inf       {result['underflow_rows']} rows scored -inf (a density of zero, or "
+            "below the smallest float)"
+        )
+    outliers = result["outliers"]
+    if outliers is not None:
+        lines.append(
+            f"outliers   {outliers['count']} rows below {outliers['threshold']:.4f}, the "
+            f"{outliers['quantile']:g}-quantile of the held-out rows' log-density"
+        )
+    return lines
+
+
+def _check_output_format(
+    output: str, output_format: str | None, precision: int | None, flag: str
+) -> None:
+    """Contradictory output flags are usage errors, found before any work."""
+    from gencli.errors import OutputError
+    from gencli.io.writers import BINARY_FORMATS
+    from gencli.io.writers import output_format as format_of
+
+    try:
+        fmt = format_of(output, output_format)
+    except OutputError as exc:
+        if output_format is None:
+            return  # an unknown extension: the job says so, as for any output problem
+        raise click.UsageError(str(exc).replace("--format", flag)) from None
+    if precision is not None and fmt in BINARY_FORMATS:
+        raise click.UsageError(
+            f"--precision applies to CSV and TSV output; {fmt.upper()} keeps every bit of each "
+            "number, so drop --precision"
+        )
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
+@click.option(
+    "-n",
+    "--num-samples",
+    type=click.IntRange(0, MAX_ROWS),
+    default=1000,
+    show_default=True,
+    help="Rows to draw (at most 2**63 - 1).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
+    help="Where the rows go: '-' is stdout; a file is written atomically, in the format of "
+    "its extension.",
+)
+@click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(DATA_FORMATS),
+    help="Format of the rows: needed for NPY or Parquet on stdout (binary goes to stdout only "
+    "when it is not a terminal); with -o FILE it must agree with the extension. "
+    "[default: the extension's, CSV on stdout]",
+)
+@precision_option
+@seed_option(default=None, help="Seed; the same seed gives identical rows. [default: random]")
+@quiet_option
+@debug_option
+def sample(
+    model_file: str,
+    num_samples: int,
+    output: str,
+    data_format: str | None,
+    precision: int | None,
+    seed: int | None,
+    quiet: bool,
+) -> None:
+    """Draw new rows from MODEL, in the data's own units, with the training column names.
+
+    Every kernel can be sampled: a KDE draw is a random training point plus a draw from
+    the kernel. Without --seed each run draws fresh rows. Rows are drawn and written in
+    chunks, so memory stays flat for any -n.
+
+    \b
+    Examples:
+      gencli sample iris.pkl -n 1000 > synthetic.csv
+      gencli sample iris.pkl -n 1000 --seed 7 -o synthetic.parquet
+      gencli sample iris.pkl -n 10 --precision 4
+      gencli sample iris.pkl --format parquet > synthetic.parquet
+      gencli sample iris.pkl -n 500 | gencli score iris.pkl -
+    """
+    from gencli.io.console import progress_bar
+    from gencli.jobs import sample_file
+
+    _check_output_format(output, data_format, precision, "--format")
+    with progress_bar(num_samples, "sampling", quiet) as progress:
+        result = sample_file(
+            model_file,
+            num_samples,
+            output,
+            seed=seed,
+            format=data_format,
+            precision=precision,
+            progress=progress,
+        )
+    if output != "-":
+        say_unless(f"wrote {result['rows']} rows to {output}", quiet)

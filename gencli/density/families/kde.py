@@ -1,0 +1,232 @@
+"""Kernel densities: scikit-learn's KernelDensity, with scale-aware bandwidth rules and a
+sampler for every kernel.
+
+scikit-learn's own ``scott``/``silverman`` bandwidths look only at n and d (its issue
+#25623), so they are right only for data of unit scale; here the rules multiply by the
+data's spread, and convert the Gaussian-kernel bandwidth to the chosen kernel through the
+kernels' canonical bandwidths (Marron & Nolan, 1988), so every kernel gets an equivalent
+amount of smoothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gencli.density.families.kernels import KERNELS, kernel_factor
+from gencli.errors import FitError, ModelFileError
+
+RULES = ("scott", "silverman")
+# Bandwidths gencli fits, scores and stores (in the estimator's units, standardized unless
+# --no-standardize): model files hold the same range. Beyond it h^2 and (x / h)^2 leave
+# the double range for ordinary data and the density is a row of spikes or flat.
+MIN_BANDWIDTH = 1e-100
+MAX_BANDWIDTH = 1e100
+
+
+def rule_of_thumb(Z: np.ndarray, rule: str, kernel: str = "gaussian") -> float:
+    """Scott's or Silverman's bandwidth for the data's own scale, converted to ``kernel``.
+
+    The spread is the root mean of the column variances, which is 1 on standardized data
+    (where this agrees with scikit-learn's rule for the Gaussian kernel).
+    """
+    n, d = Z.shape
+    if rule == "scott":
+        factor = n ** (-1.0 / (d + 4))
+    elif rule == "silverman":
+        factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
+    else:
+        raise ValueError(f"unknown bandwidth rule {rule!r}")
+    spread = _spread(Z)
+    if not spread > 0:
+        raise FitError("every column is constant, so no bandwidth fits; the data has no spread")
+    return factor * spread * kernel_factor(kernel, d)
+
+
+def _spread(Z: np.ndarray) -> float:
+    """Root mean of the column variances, without squaring values near 1e+-300."""
+    from gencli.density.preprocess import column_moments
+
+    _, std = column_moments(Z)
+    largest = float(std.max()) if std.size else 0.0
+    if not largest > 0:
+        return 0.0
+    return largest * float(np.sqrt(np.mean((std / largest) ** 2)))
+
+
+def choose_bandwidth(
+    Z: np.ndarray, bandwidth: float | str, kernel: str
+) -> tuple[float, str | None]:
+    """The bandwidth to use and the rule that chose it (None when given as a number)."""
+    if kernel not in KERNELS:
+        raise FitError(f"unknown kernel '{kernel}'; use one of {', '.join(KERNELS)}")
+    if Z.shape[0] < 2:
+        raise FitError(f"a kernel density needs at least 2 rows but the data has {Z.shape[0]}")
+    if isinstance(bandwidth, str):
+        if bandwidth not in RULES:
+            raise FitError(
+                f"unknown bandwidth '{bandwidth}'; give a positive number or one of "
+                f"{', '.join(RULES)}"
+            )
+        value = rule_of_thumb(Z, bandwidth, kernel)
+        if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
+            raise FitError(
+                f"the {bandwidth} bandwidth for this data, {value:.3g}, is outside the range "
+                f"{MIN_BANDWIDTH:g} to {MAX_BANDWIDTH:g} that gencli computes with; fit with "
+                "standardizing on (drop --no-standardize) or rescale the data"
+            )
+        return value, bandwidth
+    try:
+        value = float(bandwidth)
+    except (TypeError, ValueError):
+        raise FitError(f"--bandwidth must be a positive number but got {bandwidth!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise FitError(f"--bandwidth must be a positive number but got {bandwidth}")
+    if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
+        scott = rule_of_thumb(Z, "scott", kernel)
+        raise FitError(
+            f"--bandwidth {value:g} is outside the range {MIN_BANDWIDTH:g} to "
+            f"{MAX_BANDWIDTH:g} that gencli computes with (beyond it h^2 over- or "
+            f"underflows); a sensible bandwidth is near Scott's rule, {scott:.3g} for this "
+            "data (in standardized units unless --no-standardize)"
+        )
+    return value, None
+
+
+def fit(
+    Z: np.ndarray, *, bandwidth: float | str = "scott", kernel: str = "gaussian"
+) -> dict[str, Any]:
+    """A kernel density is its training points, kernel and bandwidth: return those."""
+    if np.abs(Z).max() > 1e100:
+        raise FitError(
+            "values beyond 1e100 in the fitting space; fit with standardizing on "
+            "(drop --no-standardize) or rescale the data"
+        )
+    value, rule = choose_bandwidth(Z, bandwidth, kernel)
+    return {
+        "kernel": kernel,
+        "bandwidth": value,
+        "bandwidth_rule": rule,
+        "points": np.ascontiguousarray(Z, dtype=np.float64),
+    }
+
+
+def log_density(
+    params: dict[str, Any], Z: np.ndarray, *, mode: str = "fast", cache: dict | None = None
+) -> np.ndarray:
+    """log-density of each row of Z (estimator space); see
+    :mod:`gencli.density.families.kde_scoring`."""
+    from gencli.density.families.kde_scoring import log_density as evaluate
+
+    return evaluate(
+        np.asarray(params["points"]),
+        Z,
+        params["kernel"],
+        float(params["bandwidth"]),
+        mode=mode,
+        cache=cache,
+    )
+
+
+def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
+    """Refuse parameters that cannot describe a kernel density over ``n_features`` columns
+    (without scikit-learn): the points' shape is checked before their values."""
+    kernel = params.get("kernel")
+    if type(kernel) is not str or kernel not in KERNELS:
+        shown = kernel[:40] if type(kernel) is str else type(kernel).__name__
+        raise ModelFileError(f"unknown kernel {shown!r} in the model file")
+    bandwidth = params.get("bandwidth")
+    if type(bandwidth) is not float or not (1e-100 < bandwidth < 1e100):
+        shown_bandwidth = bandwidth if type(bandwidth) in (int, float) else type(bandwidth).__name__
+        raise ModelFileError(
+            "the bandwidth in the model file is not a positive number of sensible size: "
+            f"{shown_bandwidth}"
+        )
+    rule = params.get("bandwidth_rule")
+    if "bandwidth_rule" not in params or not (rule is None or type(rule) is str):
+        raise ModelFileError("the model file does not say how its bandwidth was chosen")
+    points = params.get("points")
+    if not isinstance(points, np.ndarray) or points.dtype.kind not in "iuf":
+        raise ModelFileError("the training points in the model file are not an array of numbers")
+    width = points.shape[1] if n_features is None and points.ndim == 2 else n_features
+    if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] != width or not width:
+        wanted = f"(points, {width}) for its {width} columns" if width else "(points, columns)"
+        raise ModelFileError(
+            f"the training points in the model file have shape {points.shape}, not {wanted}"
+        )
+    # The extremes say it all (NaN propagates through min and max), without temporaries.
+    low, high = float(points.min()), float(points.max())
+    if not (math.isfinite(low) and math.isfinite(high)) or max(high, -low) > 1e100:
+        raise ModelFileError(
+            "the training points in the model file are not finite numbers of sensible size"
+        )
+
+
+def from_params(params: dict[str, Any]) -> Any:
+    """scikit-learn's KernelDensity on the training points, for Python users who want it.
+
+    gencli itself never scores with it (see :mod:`gencli.density.families.kde_scoring`).
+    """
+    from sklearn.neighbors import KernelDensity
+
+    check_params(params)
+    points = np.asarray(params["points"], dtype=np.float64)
+    return KernelDensity(bandwidth=float(params["bandwidth"]), kernel=params["kernel"]).fit(points)
+
+
+def _unit_radii(kernel: str, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Radii of draws from the kernel with bandwidth 1: density proportional to k(r) r^(d-1)."""
+    if kernel == "tophat":
+        return rng.random(n) ** (1.0 / d)
+    if kernel == "epanechnikov":
+        return np.sqrt(rng.beta(d / 2.0, 2.0, size=n))
+    if kernel == "exponential":
+        return rng.gamma(d, 1.0, size=n)
+    if kernel == "linear":
+        return rng.beta(d, 2.0, size=n)
+    if kernel == "cosine":
+        # Rejection from Beta(d, 2), density ~ (1 - u) u^(d-1): cos(pi u / 2) <= pi (1 - u) / 2.
+        radii = np.empty(n)
+        filled = 0
+        while filled < n:
+            want = n - filled
+            proposal = rng.beta(d, 2.0, size=2 * want + 16)
+            slack = 1.0 - proposal
+            accept_prob = np.where(
+                slack > 0, np.sin(np.pi * slack / 2) / (np.pi * slack / 2 + 1e-300), 1.0
+            )
+            kept = proposal[rng.random(proposal.size) < accept_prob][:want]
+            radii[filled : filled + kept.size] = kept
+            filled += kept.size
+        return radii
+    raise ValueError(f"no radial sampler for kernel {kernel!r}")
+
+
+def kernel_noise(kernel: str, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws from the kernel centred at 0 with bandwidth 1, for any of the six kernels."""
+    if kernel == "gaussian":
+        return rng.standard_normal((n, d))
+    directions = rng.standard_normal((n, d))
+    norms = np.linalg.norm(directions, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return directions / norms * _unit_radii(kernel, n, d, rng)[:, None]
+
+
+def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
+    """A draw is a random training point plus a draw from the kernel."""
+    points = np.asarray(params["points"], dtype=np.float64)
+    picks = rng.integers(0, points.shape[0], size=n)
+    noise = kernel_noise(params["kernel"], n, points.shape[1], rng)
+    return points[picks] + params["bandwidth"] * noise
+
+
+def describe(params: dict[str, Any]) -> dict[str, Any]:
+    """A short, printable summary of the kernel density."""
+    return {
+        "kernel": params["kernel"],
+        "bandwidth": params["bandwidth"],
+        "bandwidth_rule": params["bandwidth_rule"],
+        "training_points": int(np.asarray(params["points"]).shape[0]),
+    }

@@ -1,0 +1,46 @@
+"""The model file format: a pickle (protocol 4) of plain data, builtins and numpy arrays only.
+
+This is the lowest piece of the model-file code: the format's name and version and how plain
+data becomes bytes on disk. :meth:`gencli.density.model.DensityModel.save` writes through it;
+reading (which must not trust the file) is :mod:`gencli.density.modelfile`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+
+from gencli.density.plaindata import check_plain
+from gencli.io.atomic import atomic_write
+
+FORMAT_NAME = "gencli-model"
+FORMAT_VERSION = 1
+PICKLE_PROTOCOL = 4
+
+
+def builtin(value: Any) -> Any:
+    """numpy scalars as the Python numbers they are, so that saved files load (the
+    allowlist has no numpy scalar type)."""
+    if isinstance(value, dict):
+        return {key: builtin(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(builtin(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def encode(plain: dict[str, Any]) -> bytes:
+    """The bytes of a model file holding ``plain`` (checked to be plain data first)."""
+    check_plain(plain, "model")
+    return pickle.dumps(plain, protocol=PICKLE_PROTOCOL)
+
+
+def write(plain: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a model file atomically: never a partial file, never a clobbered good one."""
+    payload = encode(plain)
+    with atomic_write(path) as handle:
+        handle.write(payload)

@@ -1,0 +1,299 @@
+"""DensityModel: preprocessing + a fitted scikit-learn density + metadata.
+
+The estimator works in standardized space z = (x - shift) / scale. Every density this
+class reports is in the data's own units: log p_x(x) = log p_z(z) - sum(log(scale)),
+so a fitted model integrates to 1 over the original space.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from gencli.density import fileformat
+from gencli.density.families import FAMILIES
+from gencli.density.preprocess import standardize, unstandardize
+from gencli.errors import DataError, GencliError, ModelFileError, ResourceError
+from gencli.io.data import Table, as_table
+
+_LOG2 = math.log(2.0)
+SCORE_MODES = ("fast", "exact", "approx")
+SAMPLE_CHUNK_ROWS = 1 << 16
+# Numbers drawn at a time: SAMPLE_CHUNK_ROWS rows up to 64 columns, fewer rows beyond
+# (65,536 rows of a 10,000-column model would be 5 GB a chunk).
+SAMPLE_CHUNK_NUMBERS = SAMPLE_CHUNK_ROWS * 64
+MAX_SAMPLES = int(np.iinfo(np.int64).max)
+
+
+class DensityModel:
+    """A fitted density over named columns, in the data's own units.
+
+    Attributes:
+        family: 'gmm' or 'kde'.
+        columns: the training column names, in order.
+        named_columns: False when the names were made up (x0, x1, ...), so new data is
+            matched by position rather than by name.
+        shift, scale: the standardization (zeros and ones when turned off).
+        params: the family's fitted parameters as builtins and arrays (estimator space).
+        metadata: versions, rows, data hash, command line, time, training log-likelihood.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        params: dict[str, Any],
+        columns: Sequence[str],
+        shift: np.ndarray,
+        scale: np.ndarray,
+        *,
+        named_columns: bool = True,
+        metadata: dict[str, Any] | None = None,
+        estimator: Any = None,
+    ) -> None:
+        if family not in FAMILIES:
+            raise ModelFileError(f"unknown model family '{family}'")
+        self.family = family
+        self.params = params
+        self.columns = list(columns)
+        self.named_columns = named_columns
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.metadata = dict(metadata or {})
+        self._estimator = estimator
+        self._cache: dict[str, Any] = {}  # precomputed factors and trees for scoring
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def n_features(self) -> int:
+        return len(self.columns)
+
+    @property
+    def estimator(self) -> Any:
+        """The fitted scikit-learn estimator (rebuilt from the parameters after loading)."""
+        if self._estimator is None:
+            self._estimator = family_module(self.family).from_params(self.params)
+        return self._estimator
+
+    @property
+    def log_jacobian(self) -> float:
+        """log |dz/dx|: what standardizing adds to every log-density."""
+        return -float(np.sum(np.log(self.scale)))
+
+    def describe(self) -> dict[str, Any]:
+        """The family's parameters in a short printable form."""
+        return dict(family_module(self.family).describe(self.params))
+
+    # ------------------------------------------------------------------ densities
+
+    def _to_z(self, X: np.ndarray) -> np.ndarray:
+        return standardize(X, self.shift, self.scale)
+
+    def check_width(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as a float 2-D array with the model's number of columns, or a DataError."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X.reshape(-1, 1) if self.n_features == 1 else X.reshape(1, -1)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(
+                f"expected {self.n_features} columns ({', '.join(self.columns)}) "
+                f"but got {X.shape[1] if X.ndim == 2 else X.shape}"
+            )
+        return X
+
+    def score_samples(self, X: Any, *, mode: str = "fast") -> np.ndarray:
+        """Natural log of the density at each row, in the data's own units.
+
+        ``X`` is an array with the training columns in order, or a DataFrame / Table,
+        whose columns are matched by name. For a KDE, ``mode`` is 'fast' (relative error
+        at most 1e-6), 'exact', or 'approx' (gridded, Gaussian kernel in 1-D and 2-D,
+        relative error below 1e-3); see :mod:`gencli.density.families.kde_scoring`.
+        """
+        if mode not in SCORE_MODES:
+            raise ValueError(f"mode must be one of {SCORE_MODES}, got {mode!r}")
+        if hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            X = self.align(as_table(X)).values
+        X = self.check_width(X)
+        family = family_module(self.family)
+        try:
+            log_density = family.log_density(
+                self.params, self._to_z(X), mode=mode, cache=self._cache
+            )
+        except MemoryError:
+            raise ResourceError(
+                f"ran out of memory while scoring {X.shape[0]} rows with the {self.family} "
+                "model; score fewer rows at a time"
+                + (" or use --approx" if self.family == "kde" else "")
+            ) from None
+        return np.asarray(log_density) + self.log_jacobian
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Draw ``n`` rows from the fitted density, in the data's own units."""
+        from gencli.limits import check_memory
+
+        n = check_sample_count(n)
+        check_memory(
+            2.0 * n * self.n_features * 8,
+            f"drawing {n} rows x {self.n_features} columns at once",
+            "draw fewer rows, or stream them with iter_samples (gencli sample -o writes "
+            "them in chunks)",
+        )
+        chunks = list(self.iter_samples(n, seed))
+        return np.vstack(chunks) if chunks else np.empty((0, self.n_features))
+
+    def iter_samples(
+        self, n: int, seed: int | None = None, chunk_rows: int = SAMPLE_CHUNK_ROWS
+    ) -> Iterator[np.ndarray]:
+        """The same rows as :meth:`sample`, in chunks of ``chunk_rows`` (memory stays flat).
+
+        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator (fewer
+        for models of more than 64 columns, and chunks handed out no larger), so the
+        output for a seed does not depend on how it is consumed.
+        """
+        n = check_sample_count(n)
+        rng = np.random.default_rng(seed)
+        family = family_module(self.family)
+        draw_rows = max(1, min(SAMPLE_CHUNK_ROWS, SAMPLE_CHUNK_NUMBERS // self.n_features))
+        chunk_rows = max(1, min(chunk_rows, draw_rows))
+        pending: list[np.ndarray] = []
+        held = 0
+        for start in range(0, n, draw_rows):
+            size = min(draw_rows, n - start)
+            try:
+                drawn = family.sample(self.params, size, rng)
+            except MemoryError:
+                raise ResourceError(
+                    f"ran out of memory while drawing {size} rows x {self.n_features} columns "
+                    "from the model; draw fewer rows at a time"
+                ) from None
+            rows = unstandardize(drawn, self.shift, self.scale)
+            if rows is None:
+                raise GencliError(
+                    "a drawn row lies beyond the largest double (1.8e308): the model spreads "
+                    "past the float64 range; fit the data in smaller units (divide it by "
+                    "1e10, say) to sample from it"
+                )
+            pending.append(rows)
+            held += size
+            while held >= chunk_rows:
+                block = np.vstack(pending)
+                yield block[:chunk_rows]
+                rest = block[chunk_rows:]
+                pending, held = ([rest] if rest.shape[0] else []), rest.shape[0]
+        if held:
+            yield np.vstack(pending)
+
+    def align(self, table: Table) -> Table:
+        """Reorder ``table``'s columns to the model's: by name when both have names, else by
+        position. Extra named columns are dropped (see :func:`extra_columns`)."""
+        if self.named_columns and table.named:
+            index = {c: i for i, c in enumerate(table.columns)}
+            missing = [c for c in self.columns if c not in index]
+            if missing:
+                quoted = ", ".join(f"'{m}'" for m in missing)
+                raise DataError(
+                    f"{table.source}: no column {quoted}, which the model was trained on; "
+                    f"the model needs columns {', '.join(self.columns)}"
+                )
+            picks = [index[c] for c in self.columns]
+            return Table(table.values[:, picks], list(self.columns), True, table.source)
+        if table.n_columns != self.n_features:
+            raise DataError(
+                f"{table.source}: has {table.n_columns} columns but the model was trained on "
+                f"{self.n_features} ({', '.join(self.columns)}); give data with the same columns"
+            )
+        return Table(table.values, list(self.columns), table.named, table.source)
+
+    def column_picks(self, table: Table) -> list[int]:
+        """Indices of ``table``'s columns in the model's order (see :meth:`align`)."""
+        if self.named_columns and table.named:
+            self.align(table)  # raises with the missing names
+            index = {c: i for i, c in enumerate(table.columns)}
+            return [index[c] for c in self.columns]
+        self.align(table)
+        return list(range(self.n_features))
+
+    def extra_columns(self, table: Table) -> list[str]:
+        """Named columns of ``table`` the model does not use (they are ignored)."""
+        if not (self.named_columns and table.named):
+            return []
+        return [c for c in table.columns if c not in set(self.columns)]
+
+    # ------------------------------------------------------------------ files
+
+    def to_plain(self) -> dict[str, Any]:
+        """The model as the plain dictionary a model file holds (builtins and arrays)."""
+        plain = {
+            "format": fileformat.FORMAT_NAME,
+            "format_version": fileformat.FORMAT_VERSION,
+            "family": self.family,
+            "params": copy.deepcopy(self.params),
+            "preprocessing": {
+                "standardize": bool(self.metadata.get("standardized", True)),
+                "shift": np.asarray(self.shift, dtype=np.float64),
+                "scale": np.asarray(self.scale, dtype=np.float64),
+            },
+            "columns": list(self.columns),
+            "named_columns": bool(self.named_columns),
+            "metadata": copy.deepcopy(self.metadata),
+        }
+        return dict(fileformat.builtin(plain))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model file atomically, as plain data only (read back with
+        :func:`gencli.load`, which never runs anything a file holds)."""
+        fileformat.write(self.to_plain(), path)
+
+    def __repr__(self) -> str:
+        return f"DensityModel(family={self.family!r}, columns={self.columns!r})"
+
+
+def check_sample_count(n: Any) -> int:
+    """``n`` as a Python int from 0 to the int64 maximum, or a GencliError saying so."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float)):
+        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
+    if isinstance(n, float) and not (math.isfinite(n) and n == int(n)):
+        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
+    count = int(n)
+    if not 0 <= count <= MAX_SAMPLES:
+        raise GencliError(
+            f"the number of rows to draw must be between 0 and {MAX_SAMPLES} (the int64 "
+            f"maximum), not {count}"
+        )
+    return count
+
+
+def family_module(family: str) -> Any:
+    """The module of a density family (imported on first use)."""
+    if family == "gmm":
+        from gencli.density.families import gmm
+
+        return gmm
+    if family == "kde":
+        from gencli.density.families import kde
+
+        return kde
+    raise ModelFileError(f"unknown model family '{family}'")
+
+
+def log_likelihood_summary(log_density: np.ndarray, n_features: int) -> dict[str, float]:
+    """Mean and total log-likelihood (nats) and bits per dimension of scored rows."""
+    mean = float(np.mean(log_density)) if log_density.size else float("nan")
+    return {
+        "rows": int(log_density.size),
+        "mean_log_likelihood": mean,
+        "total_log_likelihood": float(np.sum(log_density)),
+        "bits_per_dimension": -mean / (n_features * _LOG2),
+    }
+
+
+def data_sha256(values: np.ndarray) -> str:
+    """SHA-256 of the training values as little-endian float64, row-major (format-independent)."""
+    array = np.ascontiguousarray(values, dtype="<f8")
+    return hashlib.sha256(array.tobytes()).hexdigest()

@@ -1,0 +1,3 @@
+"""Where the work runs: :mod:`gencli.engines.local` scores and samples in this process, chunk by
+chunk, so memory stays flat whatever the row count.
+"""

@@ -1,0 +1,264 @@
+"""Fitting each family to prepared rows: the mixture search and the kernel density.
+
+:func:`gencli.fitting.fitter.fit` standardizes, checks and splits the rows; these functions fit
+on the training rows, measure on the held-out ones and refit on every row. Each checks
+what it can (rows per component, covariances a table can estimate, memory for the search,
+the bandwidth) before scikit-learn or scipy is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gencli.errors import FitError
+from gencli.fitting.selection import Listener
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What every family's fit needs: the rows, their split, and the run's settings."""
+
+    Z: np.ndarray
+    train: np.ndarray
+    valid: np.ndarray | None
+    log_jacobian: float
+    refit: bool
+    seed: int | None
+    jobs: int | None
+    on_candidate: Listener | None
+
+
+def fit_gmm(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
+    from gencli.density.families import gmm
+    from gencli.fitting.selection import parse_components
+
+    try:
+        ks = parse_components(settings["components"])
+    except ValueError as exc:
+        raise FitError(f"--components: {exc}") from None
+    covariances = (
+        list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
+    )
+    if len(ks) == 1:
+        gmm.check_rows(rows.Z, ks[0])  # too few rows for K at all: say so first
+    notes = _estimable_covariances(covariances, rows.train.shape)
+    _check_search_memory(rows, ks, covariances)
+    _load_libraries("gmm", settings)  # after the quick checks, which need none of them
+    options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
+        "seed": rows.seed
+    }
+    with gmm.em_session():
+        outcome = _fit_gmm_in_session(rows, settings, ks, covariances, options)
+    outcome["warnings"] = notes + outcome["warnings"]
+    return outcome
+
+
+def _estimable_covariances(covariances: list[str], shape: tuple[int, int]) -> list[str]:
+    """Drop (for 'auto') or refuse full and tied covariances over more columns than rows.
+
+    From n rows a d x d covariance has rank at most n - 1: below d + 1 rows it is singular
+    and only the regularizer makes it invertible, so the density says nothing about the
+    data along most directions (and costs d^2 per component: 800 MB at d = 10,000).
+    Returns notes for the fit's warnings; ``covariances`` is edited in place.
+    """
+    n_rows, d = shape
+    if n_rows > d:
+        return []
+    square = [c for c in covariances if c in ("full", "tied")]
+    if not square:
+        return []
+    if len(square) == len(covariances):
+        raise FitError(
+            f"a {square[0]} covariance over {d} columns cannot be estimated from {n_rows} "
+            f"training rows (it needs more rows than columns); use --covariance diag, "
+            "fewer --columns, or --model kde"
+        )
+    covariances[:] = [c for c in covariances if c not in square]
+    return [
+        f"full and tied covariances were left out of the search: over {d} columns they cannot "
+        f"be estimated from {n_rows} training rows"
+    ]
+
+
+def _check_search_memory(rows: Rows, ks: list[int], covariances: list[str]) -> None:
+    """Refuse, before any fit starts, a search whose fits would not fit in memory together.
+
+    Candidates run on up to ``jobs`` threads at once and the best so far is kept, so the
+    peak is about (threads + 1) x the largest candidate.
+    """
+    from gencli.density.families import gmm
+    from gencli.fitting.selection import worker_count
+    from gencli.limits import check_memory
+
+    n_rows, d = rows.Z.shape
+    sizes = [gmm.fit_memory(n_rows, d, k, c) for k in ks for c in covariances]
+    threads = worker_count(rows.jobs, len(sizes)) if len(sizes) > 1 else 1
+    need = (threads + 1) * max(sizes)
+    span = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
+    check_memory(
+        need,
+        f"fitting mixtures of {span} components ({'/'.join(covariances)} covariance) to "
+        f"{n_rows} rows x {d} columns",
+        "use --covariance diag, fewer --components, fewer --columns or --jobs 1",
+    )
+
+
+def _fit_gmm_in_session(
+    rows: Rows,
+    settings: dict[str, Any],
+    ks: list[int],
+    covariances: list[str],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    from gencli.density.families import gmm
+    from gencli.fitting.selection import select_gmm
+
+    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
+    refit, jobs, on_candidate = rows.refit, rows.jobs, rows.on_candidate
+    selection = None
+    if len(ks) * len(covariances) > 1:
+        choice = select_gmm(
+            Z_train,
+            Z_valid,
+            components=ks,
+            covariances=covariances,
+            criterion=settings["select"],
+            log_jacobian=log_jacobian,
+            options=options,
+            jobs=jobs,
+            on_candidate=on_candidate,
+        )
+        chosen, estimator, fixes = choice.options, choice.estimator, list(choice.fixes)
+        selection = {
+            "criterion": settings["select"],
+            "parameter": "components",
+            "candidates": choice.candidates,
+        }
+    else:
+        if settings["select"] == "heldout" and Z_valid is None:
+            raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
+        gmm.check_rows(Z, ks[0])
+        if Z_valid is not None:
+            try:
+                gmm.check_rows(Z_train, ks[0])
+            except FitError:
+                raise FitError(
+                    f"a {ks[0]}-component mixture needs at least {ks[0]} distinct rows to train "
+                    f"on, but only {len(Z_train)} rows remain after holding out {len(Z_valid)} "
+                    "(--validation); use --validation 0 or fewer --components"
+                ) from None
+        fixes = []
+        chosen = {**options, "components": ks[0], "covariance": covariances[0]}
+        estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
+    # Start the refit from the repaired settings of the chosen fit.
+    chosen = chosen | {
+        "reg_covar": float(estimator.reg_covar),
+        "max_iter": int(estimator.max_iter),
+        "n_init": int(estimator.n_init),
+    }
+    train_scores = estimator.score_samples(Z_train) + log_jacobian
+    heldout = estimator.score_samples(Z_valid) + log_jacobian if Z_valid is not None else None
+    refitted = refit and Z_valid is not None
+    if refitted:
+        estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
+        train_scores = estimator.score_samples(Z) + log_jacobian
+    warnings = []
+    if not estimator.converged_:
+        warnings.append(
+            f"EM did not converge in {estimator.max_iter} iterations even after retrying; "
+            "try a larger --max-iter or --tol"
+        )
+    if gmm.collapsed(estimator, settings["reg_covar"]):
+        warnings.append(
+            "a component still sits on a few rows (its variance is the regularizer), so its "
+            "density is a spike; try fewer --components or a larger --reg-covar"
+        )
+    return {
+        "estimator": estimator,
+        "params": gmm.to_params(estimator),
+        "selection": selection,
+        "fixes": fixes,
+        "warnings": warnings,
+        "train_log_density": train_scores,
+        "heldout_log_density": heldout,
+        "refitted": refitted,
+    }
+
+
+def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
+    from gencli.density.families import kde
+    from gencli.fitting.selection import select_bandwidth
+
+    Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
+    refit, seed, on_candidate = rows.refit, rows.seed, rows.on_candidate
+
+    kernel = settings["kernel"]
+    bandwidth = settings["bandwidth"]
+    if bandwidth != "cv":
+        kde.choose_bandwidth(Z_train, bandwidth, kernel)  # refuse a bad one before loading
+    _load_libraries("kde", settings)
+    selection = None
+    rule: str | None
+    if bandwidth == "cv":
+        if Z_train.shape[0] < settings["folds"]:
+            raise FitError(
+                f"--bandwidth cv with {settings['folds']} folds needs at least that many rows"
+            )
+        value, history = select_bandwidth(
+            Z_train,
+            kernel=kernel,
+            folds=settings["folds"],
+            seed=seed,
+            log_jacobian=log_jacobian,
+            on_candidate=on_candidate,
+        )
+        selection = {"criterion": "cv", "parameter": "bandwidth", "candidates": history}
+        chosen: float | str = value
+        rule = "cv"
+    else:
+        chosen = bandwidth
+        rule = bandwidth if isinstance(bandwidth, str) else None
+    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
+    heldout = None
+    if Z_valid is not None:
+        heldout = kde.log_density(params, Z_valid) + log_jacobian
+    train_scores = kde.log_density(params, Z_train) + log_jacobian
+    refitted = refit and Z_valid is not None
+    if refitted:
+        # A rule of thumb depends on n, so it is recomputed on every row.
+        params = kde.fit(Z, bandwidth=chosen, kernel=kernel)
+        train_scores = kde.log_density(params, Z) + log_jacobian
+    params["bandwidth_rule"] = rule
+    warnings = []
+    if heldout is not None and not np.all(np.isfinite(heldout)):
+        unreached = int(np.sum(~np.isfinite(heldout)))
+        cure = "" if kernel == "gaussian" else " or the gaussian kernel"
+        warnings.append(
+            f"{unreached} held-out rows lie beyond every kernel (density 0, or below the "
+            f"smallest double); a larger bandwidth{cure} avoids that"
+        )
+    return {
+        "estimator": None,
+        "params": params,
+        "selection": selection,
+        "fixes": [],
+        "warnings": warnings,
+        "train_log_density": train_scores,
+        "heldout_log_density": heldout,
+        "refitted": refitted,
+    }
+
+
+def _load_libraries(model: str, settings: dict[str, Any]) -> None:
+    """Import what the fit will use, refusing in one line if a memory limit forbids it."""
+    from gencli import native
+
+    modules = ["sklearn.mixture"] if model == "gmm" else ["scipy.spatial"]
+    if settings.get("bandwidth") == "cv":
+        modules += ["scipy.optimize", "sklearn.model_selection"]
+    if settings.get("kernel") == "cosine":
+        modules.append("scipy.integrate")
+    native.load(modules, f"fitting a {'mixture' if model == 'gmm' else 'kernel density'}")
