@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["DensityModel", "__version__", "fit", "load"]
 
 
+def __dir__() -> list[str]:
+    """The public names too, although they are imported only on first use (tab completion)."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str) -> Any:
     if name == "fit":
         from gencli.fitting.fitter import fit

@@ -184,3 +184,17 @@ def test_the_command_line_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_public_api_is_listed_and_visible_before_it_is_loaded() -> None:
+    code = (
+        "import sys, gencli; names = dir(gencli); "
+        "print(all(n in names for n in gencli.__all__), 'sklearn' in sys.modules, "
+        "'gencli.fitting.fitter' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]
+    import gencli
+
+    assert set(gencli.__all__) == {"DensityModel", "__version__", "fit", "load"}
+    assert callable(gencli.fit) and callable(gencli.load)
