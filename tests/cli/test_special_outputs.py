@@ -462,8 +462,11 @@ def test_two_stop_signals_in_a_row_still_clean_up(job):
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(second)
         code, err = finish(proc)
-        assert code == 130, (second, code, err)
-        assert err.strip().splitlines()[-1].startswith("Error: interrupted"), err
+        # The first signal wins once the process has seen it; on a loaded machine both can
+        # be pending at once, and Python then handles the lower-numbered one first.
+        words = {130: "interrupted", 143: "terminated", 129: "hung up"}
+        assert code in (130, 128 + second), (second, code, err)
+        assert err.strip().splitlines()[-1].startswith(f"Error: {words[code]}"), err
         assert "Traceback" not in err and "aborted" not in err, err
         assert (job / "s.csv").read_text() == "an older output\n"
         assert not temporary_files(job)
