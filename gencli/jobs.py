@@ -63,7 +63,7 @@ def fit_file(
 
         check_outputs([outputs[0], *report_outputs(report)], [data])
     started = time.perf_counter()
-    wanted = "sklearn.mixture" if model == "gmm" and background_import else None
+    wanted = "sklearn.mixture" if model in ("gmm", "auto") and background_import else None
     loader = import_in_background(wanted, data, format)
     table = read_table(
         data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header

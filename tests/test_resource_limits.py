@@ -112,15 +112,21 @@ def assert_close_densities(got: np.ndarray, expected: np.ndarray, rtol: float) -
 
 
 def test_wide_table_default_fit_refuses_at_once_in_bounded_memory():
-    # 10,000 columns x 30 rows: the default search fitted ten full 10,000 x 10,000
+    # 10,000 columns x 30 rows: the BIC search fitted ten full 10,000 x 10,000
     # covariances (past 120 s and 7.2 GB); a full covariance needs more rows than columns.
     np.save("wide.npy", RNG.normal(size=(30, 10_000)))
-    code, err = finish(start(["fit", "wide.npy", "-o", "m.pkl"], 2 * GB))
+    code, err = finish(start(["fit", "wide.npy", "--model", "gmm", "-o", "m.pkl"], 2 * GB))
     assert code == 1
     line = one_line(err)
     assert "10000 columns" in line and "24 training rows" in line, line
     assert "--covariance diag" in line and "--model kde" in line, line
     assert not Path("m.pkl").exists()
+    # The default (--model auto) leaves those covariances out, says so, and fits the rest
+    # within the same 2 GB.
+    code, err = finish(start(["fit", "wide.npy", "-o", "m.pkl"], 2 * GB))
+    assert code == 0, err
+    assert "full and tied covariances were left out" in err
+    assert gencli.load("m.pkl").n_features == 10_000
 
 
 def test_wide_tables_fit_what_can_be_estimated():

@@ -39,7 +39,7 @@ QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
 
 def fit(
     data: Any,
-    model: str = "gmm",
+    model: str = "auto",
     *,
     columns: Sequence[str] | None = None,
     standardize: bool = True,
@@ -52,7 +52,7 @@ def fit(
     reg_covar: float | None = None,
     bandwidth: float | str | None = None,
     kernel: str | None = None,
-    discrete: str | Sequence[str] | None = "warn",
+    discrete: str | Sequence[str] | None = None,
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -83,8 +83,9 @@ def fit(
         folds: folds for the cross-validation of 'auto' and of ``bandwidth='cv'``.
         discrete: columns of whole numbers to model as discrete (fitted to x + U[0, 1),
             scored as the log-probability of their value, sampled as whole numbers): 'auto'
-            finds those with at most 20 distinct values, or a list of names; 'warn' (the
-            default) models none but names them in a warning; 'none' models none silently.
+            finds those with at most 20 distinct values, or a list of names; 'warn' models
+            none but names them in a warning; 'none' models none silently. Default: 'auto'
+            for model 'auto', 'warn' for 'gmm' and 'kde' (their behaviour before).
             See :mod:`gencli.density.discrete`.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
@@ -178,6 +179,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
     started = time.perf_counter()
     refuse_constant_columns(X, table.columns, table.source)
+    if options["discrete"] is None:
+        options["discrete"] = "auto" if model == "auto" else "warn"
     discrete = discrete_columns(X, table.columns, options["discrete"], table.source)
     early_warnings = []
     if options["discrete"] == "warn":
