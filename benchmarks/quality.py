@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from quality_data import Dataset, load_all, split
 from quality_methods import Entry, methods
 from quality_report import Outcome, render, summary_line
@@ -61,6 +62,14 @@ def run_dataset(data: Dataset, entries: list[Entry], seeds: int) -> Outcome:
     return Outcome(data, n_train, scores, judge(scores["gencli default"], plain))
 
 
+def warm_up(entries: list[Entry]) -> None:
+    """Run every method once on a small table, untimed, so no timing pays for imports."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"])
+    for entry in entries:
+        measure(entry, Dataset("warm-up", "", frame, ""), 0)
+
+
 def progress(outcome: Outcome, entries: list[Entry], seconds: float) -> str:
     mine = outcome.summary("gencli default")
     v = outcome.verdict
@@ -72,26 +81,21 @@ def progress(outcome: Outcome, entries: list[Entry], seconds: float) -> str:
 
 
 def gencli_commit() -> str:
-    """The commit of the gencli being measured (the checkout it is imported from)."""
+    """Which gencli is measured: the last commit that changed gencli/ in its checkout."""
     import gencli
 
     root = Path(gencli.__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(root), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "gencli"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = git("log", "-1", "--format=%h (%cs)", "--", "gencli")
+        modified = git("status", "--porcelain", "--", "gencli")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head + (" (gencli/ modified)" if dirty else "")
+    return commit + (", with uncommitted changes in gencli/" if modified else "")
 
 
 def environment() -> dict[str, Any]:
@@ -203,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return selfcheck()
     entries = methods(args.gencli_args)
     started = time.perf_counter()
+    warm_up(entries)
     datasets, skipped = load_all(args.only)
     meta = environment()
     print(f"gencli at {meta['commit']}; {len(datasets)} data sets, seeds 0..{args.seeds - 1}")
