@@ -34,7 +34,7 @@ from quality_methods import Entry, methods
 from quality_report import Outcome, render, summary_line
 from quality_stats import Score, judge
 
-HERE = Path(__file__).resolve().parent
+BEGIN, END = "<!-- quality.py results: begin -->", "<!-- quality.py results: end -->"
 
 
 def measure(entry: Entry, data: Dataset, seed: int) -> Score:
@@ -176,6 +176,15 @@ def as_json(outcomes: list[Outcome], entries: list[Entry], meta: dict[str, Any])
     return {**meta, "datasets": sets, "summary": summary_line(outcomes)}
 
 
+def write_markdown(path: Path, text: str) -> None:
+    """Write the tables; in a file with BEGIN/END markers (docs/quality.md), only between them."""
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
+        head, rest = old.split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}"
+    path.write_text(text)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="only these data sets")
@@ -226,12 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"whole run: {elapsed:.0f} s")
     if args.markdown:
         header = (
-            f"Run on {meta['date']} with gencli at `{meta['commit']}`, seeds 0..{args.seeds - 1}; "
-            f"whole run {elapsed:.0f} s on {meta['cores']} cores; Python {meta['python']}, "
+            f"Run on {meta['date']} with gencli at `{meta['commit']}`, seeds 0..{args.seeds - 1}"
+            f" (`{' '.join(['python benchmarks/quality.py', *sys.argv[1:]])}`); whole run "
+            f"{elapsed:.0f} s on {meta['cores']} cores; Python {meta['python']}, "
             + ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
             + ".\n\n"
         )
-        args.markdown.write_text(header + text)
+        write_markdown(args.markdown, header + text)
     if args.json:
         args.json.write_text(json.dumps(as_json(outcomes, entries, meta), indent=1) + "\n")
     print(summary_line(outcomes))
