@@ -72,7 +72,9 @@ def summarize(scores: list[Score]) -> Summary:
     seconds = float(np.mean([s.seconds for s in scores]))
     failed = [s for s in scores if s.failed]
     if failed:
-        return Summary(math.nan, math.nan, seconds, f"failed: {failed[0].error}")
+        seeds = ", ".join(str(s.seed) for s in failed)
+        where = f" (seed {seeds} of {len(scores)})" if len(scores) > 1 else ""
+        return Summary(math.nan, math.nan, seconds, f"failed{where}: {failed[0].error}")
     bad = [s for s in scores if s.bad_rows]
     if bad:
         first = bad[0]
