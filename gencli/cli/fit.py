@@ -24,12 +24,36 @@ from gencli.cli.options import (
     seed_option,
 )
 from gencli.cli.output import emit, number, say_unless
+from gencli.fitting.names import candidate_name
 
 # Options that belong to one family only; giving one to the other family is a usage error.
 FOREIGN_OPTIONS = {
     "gmm": ("bandwidth", "kernel", "folds"),
     "kde": ("components", "covariance", "select", "max_iter", "n_init", "tol", "reg_covar", "jobs"),
 }
+
+
+def _family_settings(ctx: click.Context, family: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options to pass on: for gmm or kde, that family's (the other family's are a
+    usage error, not silently ignored); for auto, the shared ones and the family options
+    given on the command line, which pick their family (both families' is a usage error)."""
+    if family != "auto":
+        _reject_foreign_options(ctx, family)
+        return {k: v for k, v in options.items() if k not in FOREIGN_OPTIONS[family]}
+    given = {
+        k for k in options if ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE
+    }
+    kde_only = {"bandwidth", "kernel"}
+    gmm_only = set(FOREIGN_OPTIONS["kde"]) - {"jobs"}
+    if given & kde_only and given & gmm_only:
+        flags = [
+            "--" + name.replace("_", "-") for name in (min(given & gmm_only), min(given & kde_only))
+        ]
+        raise click.UsageError(
+            f"{flags[0]} is for mixtures and {flags[1]} for kernel densities; choose one "
+            "with --model gmm or --model kde"
+        )
+    return {k: v for k, v in options.items() if k not in kde_only | gmm_only or k in given}
 
 
 def _reject_foreign_options(ctx: click.Context, family: str) -> None:
@@ -53,10 +77,13 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 @click.option(
     "--model",
     "family",
-    type=click.Choice(["gmm", "kde"]),
+    type=click.Choice(["gmm", "kde", "auto"]),
     default="gmm",
     show_default=True,
-    help="gmm: Gaussian mixture (EM). kde: kernel density.",
+    help="gmm: Gaussian mixture (EM). kde: kernel density. auto: mixtures (every K and "
+    "covariance type) and kernel densities (per-column and correlation-following bandwidths, "
+    "cross-validated) compared by --folds cross-validated held-out log-likelihood on the "
+    "training rows; a gmm or kde option given with it picks that family.",
 )
 @click.option(
     "-k",
@@ -127,7 +154,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     type=click.IntRange(min=2),
     default=5,
     show_default=True,
-    help="[kde] Folds for --bandwidth cv.",
+    help="[kde, auto] Folds for --bandwidth cv and for --model auto.",
 )
 @click.option(
     "--validation",
@@ -158,7 +185,7 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     type=click.IntRange(min=-1),
     default=None,
     callback=check_jobs,
-    help="[gmm] Candidates fitted side by side, each on one core (-1: one per core). "
+    help="[gmm, auto] Candidates fitted side by side, each on one core (-1: one per core). "
     "[default: one per core]",
 )
 @click.option(
@@ -201,13 +228,13 @@ def fit(
       gencli fit sample_data/iris.csv -k 3 --validation 0 -o iris3.pkl
       gencli fit sample_data/wine.csv -k 1..6 --covariance auto --report wine.html
       gencli fit sample_data/moons.csv --model kde --bandwidth cv -o moons.pkl
+      gencli fit sample_data/moons.csv --model auto -o moons.pkl
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
     """
     from gencli.jobs import fit_file
 
-    _reject_foreign_options(click.get_current_context(), family)
-    settings = {k: v for k, v in options.items() if k not in FOREIGN_OPTIONS[family]}
+    settings = _family_settings(click.get_current_context(), family, options)
     with CandidatePrinter(quiet or as_json) as printer:
         record = fit_file(
             data,
@@ -251,6 +278,8 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
     else:
         rule = f" ({params['bandwidth_rule']})" if params["bandwidth_rule"] else ""
         units = "standardized" if record["standardized"] else "data"
+        if params.get("rotated"):
+            units = "decorrelated (kernels follow the columns' correlations)"
         model_line = (
             f"model      kernel density, {params['kernel']} kernel, bandwidth "
             f"{params['bandwidth']:.4g}{rule} in {units} units"
@@ -267,7 +296,9 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
             "heldout": "best held-out log-likelihood",
             "cv": f"best {len(candidates)}-point search of the cross-validated log-likelihood",
         }[selection["criterion"]]
-        if selection["parameter"] == "components":
+        if selection["parameter"] == "model":
+            lines += _auto_lines(selection)
+        elif selection["parameter"] == "components":
             lines.append(f"selected   by {how} among {len(candidates)} candidates")
         else:
             lines.append(f"selected   by {how}")
@@ -288,4 +319,25 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
         f"{record['bits_per_dimension']:.4f} bits/dim (data units{refit_note})",
         f"time       {record['seconds']:.2f} s",
     ]
+    return lines
+
+
+def _auto_lines(selection: dict[str, Any]) -> list[str]:
+    """Why the winner won: the method, and the best of each family with its CV score."""
+    candidates = selection["candidates"]
+    scored = [c for c in candidates if c["status"] == "ok"]
+    lines = [
+        f"selected   by {selection['method']} (mean held-out log-likelihood on the training "
+        f"rows) among {len(candidates)} candidates, {len(scored)} scored on every fold:"
+    ]
+    for family in ("gmm", "kde"):
+        mine = [c for c in scored if c["family"] == family]
+        if mine:
+            best = max(mine, key=lambda c: c["cv_mean_log_likelihood"])
+            mark = " <- chosen" if best["chosen"] else ""
+            lines.append(
+                f"           best {candidate_name(best):<34s} "
+                f"{best['cv_mean_log_likelihood']:.4f} ± {best['cv_standard_error']:.4f} "
+                f"nats/row{mark}"
+            )
     return lines

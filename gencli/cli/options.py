@@ -175,6 +175,15 @@ class ComponentsType(click.ParamType):
 
 
 def _format_candidate(record: dict[str, Any]) -> str:
+    if "family" in record:  # --model auto
+        from gencli.fitting.names import candidate_name
+
+        if record["status"] != "ok":
+            return f"  {candidate_name(record):<34s} {record['status']}"
+        return (
+            f"  {candidate_name(record):<34s} cross-validated "
+            f"{record['cv_mean_log_likelihood']:.4f} ± {record['cv_standard_error']:.4f} nats/row"
+        )
     if "bandwidth" in record:
         return (
             f"  bandwidth {record['bandwidth']:<10.4g} cross-validated "

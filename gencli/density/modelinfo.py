@@ -31,7 +31,9 @@ def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
 
     GMM: weights, means (``means * scale + shift``) and each component's standard deviation
     per column (``sqrt(diagonal of its covariance) * scale``). KDE: kernel, bandwidth in
-    standardized units and per column in data units (``bandwidth * scale``), training points.
+    standardized units and per column in data units (``bandwidth * scale``, or the square
+    root of the bandwidth matrix's diagonal for kernels rotated to the data's correlations),
+    training points.
     """
     params = model.params
     scale, shift = model.scale, model.shift
@@ -58,14 +60,21 @@ def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
             "converged": bool(params.get("converged", True)),
             "iterations": int(params.get("n_iter", 0)),
         }
-    bandwidth = float(params["bandwidth"])
-    return {
+    from gencli.density.families.kde import bandwidth_matrix
+
+    matrix = bandwidth_matrix(params, scale)
+    per_column = np.sqrt(np.diag(matrix))
+    out = {
         "kernel": str(params["kernel"]),
-        "bandwidth": bandwidth,
+        "bandwidth": float(params["bandwidth"]),
         "bandwidth_rule": params.get("bandwidth_rule"),
-        "bandwidth_data_units": dict(zip(model.columns, (bandwidth * scale).tolist(), strict=True)),
+        "bandwidth_data_units": dict(zip(model.columns, per_column.tolist(), strict=True)),
         "training_points": int(np.asarray(params["points"]).shape[0]),
+        "rotated": "rotation" in params,
     }
+    if "rotation" in params:  # the kernels follow the data's correlations
+        out["bandwidth_matrix_data_units"] = matrix.tolist()
+    return out
 
 
 def _empty_report(path: str) -> dict[str, Any]:

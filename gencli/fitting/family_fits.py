@@ -44,9 +44,9 @@ def fit_gmm(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     )
     if len(ks) == 1:
         gmm.check_rows(rows.Z, ks[0])  # too few rows for K at all: say so first
-    notes = _estimable_covariances(covariances, rows.train.shape)
-    _check_search_memory(rows, ks, covariances)
-    _load_libraries("gmm", settings)  # after the quick checks, which need none of them
+    notes = estimable_covariances(covariances, rows.train.shape)
+    check_search_memory(rows, ks, covariances)
+    load_libraries("gmm", settings)  # after the quick checks, which need none of them
     options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")} | {
         "seed": rows.seed
     }
@@ -56,7 +56,7 @@ def fit_gmm(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-def _estimable_covariances(covariances: list[str], shape: tuple[int, int]) -> list[str]:
+def estimable_covariances(covariances: list[str], shape: tuple[int, int]) -> list[str]:
     """Drop (for 'auto') or refuse full and tied covariances over more columns than rows.
 
     From n rows a d x d covariance has rank at most n - 1: below d + 1 rows it is singular
@@ -83,7 +83,7 @@ def _estimable_covariances(covariances: list[str], shape: tuple[int, int]) -> li
     ]
 
 
-def _check_search_memory(rows: Rows, ks: list[int], covariances: list[str]) -> None:
+def check_search_memory(rows: Rows, ks: list[int], covariances: list[str]) -> None:
     """Refuse, before any fit starts, a search whose fits would not fit in memory together.
 
     Candidates run on up to ``jobs`` threads at once and the best so far is kept, so the
@@ -197,9 +197,12 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
 
     kernel = settings["kernel"]
     bandwidth = settings["bandwidth"]
-    if bandwidth != "cv":
-        kde.choose_bandwidth(Z_train, bandwidth, kernel)  # refuse a bad one before loading
-    _load_libraries("kde", settings)
+    rotation = kde.whitening(Z_train) if settings.get("rotate") else None
+    if settings.get("rotate") and rotation is None:
+        raise FitError("the columns are (nearly) collinear: kernels cannot follow them")
+    if bandwidth != "cv":  # refuse a bad one before loading
+        kde.choose_bandwidth(Z_train if rotation is None else Z_train @ rotation, bandwidth, kernel)
+    load_libraries("kde", settings)
     selection = None
     rule: str | None
     if bandwidth == "cv":
@@ -221,15 +224,19 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     else:
         chosen = bandwidth
         rule = bandwidth if isinstance(bandwidth, str) else None
-    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel)
+    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel, rotation=rotation)
     heldout = None
     if Z_valid is not None:
         heldout = kde.log_density(params, Z_valid) + log_jacobian
     train_scores = kde.log_density(params, Z_train) + log_jacobian
     refitted = refit and Z_valid is not None
     if refitted:
-        # A rule of thumb depends on n, so it is recomputed on every row.
-        params = kde.fit(Z, bandwidth=chosen, kernel=kernel)
+        # A rule of thumb depends on n, so it is recomputed on every row (a rotation too).
+        if rotation is not None:
+            rotation = kde.whitening(Z)
+            if rotation is None:
+                raise FitError("the columns are (nearly) collinear: kernels cannot follow them")
+        params = kde.fit(Z, bandwidth=chosen, kernel=kernel, rotation=rotation)
         train_scores = kde.log_density(params, Z) + log_jacobian
     params["bandwidth_rule"] = rule
     warnings = []
@@ -252,11 +259,13 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load_libraries(model: str, settings: dict[str, Any]) -> None:
+def load_libraries(model: str, settings: dict[str, Any]) -> None:
     """Import what the fit will use, refusing in one line if a memory limit forbids it."""
     from gencli import native
 
-    modules = ["sklearn.mixture"] if model == "gmm" else ["scipy.spatial"]
+    modules = {"gmm": ["sklearn.mixture"], "kde": ["scipy.spatial"]}.get(
+        model, ["sklearn.mixture", "scipy.spatial"]
+    )
     if settings.get("bandwidth") == "cv":
         modules += ["scipy.optimize", "sklearn.model_selection"]
     if settings.get("kernel") == "cosine":

@@ -42,15 +42,15 @@ def fit(
     *,
     columns: Sequence[str] | None = None,
     standardize: bool = True,
-    components: int | str | Sequence[int] = "auto",
-    covariance: str = "full",
-    select: str = "bic",
-    max_iter: int = 100,
-    n_init: int = 1,
-    tol: float = 1e-3,
-    reg_covar: float = 1e-6,
-    bandwidth: float | str = "scott",
-    kernel: str = "gaussian",
+    components: int | str | Sequence[int] | None = None,
+    covariance: str | None = None,
+    select: str | None = None,
+    max_iter: int | None = None,
+    n_init: int | None = None,
+    tol: float | None = None,
+    reg_covar: float | None = None,
+    bandwidth: float | str | None = None,
+    kernel: str | None = None,
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -62,17 +62,23 @@ def fit(
 
     Args:
         data: a path (CSV, TSV, NPY, Parquet), a NumPy array, a DataFrame or a Table.
-        model: 'gmm' (Gaussian mixture) or 'kde' (kernel density).
+        model: 'auto' (mixtures and kernel densities compared by cross-validated held-out
+            log-likelihood, see :mod:`gencli.fitting.auto`), 'gmm' (Gaussian mixture) or
+            'kde' (kernel density). Under 'auto', an option of one family only
+            (``components``, ``covariance``, ``select``, ``max_iter``, ``n_init``, ``tol``,
+            ``reg_covar``; or ``bandwidth``, ``kernel``) picks that family.
         columns: the columns to use (default all).
         standardize: fit on standardized columns (densities are still in data units).
         components: a number, a range '1..12', a list, or 'auto' (1..10), chosen by ``select``.
-        covariance: 'full', 'diag', 'tied', 'spherical', or 'auto' to search all four.
-        select: 'bic', 'aic' or 'heldout' (mean held-out log-likelihood).
-        max_iter, n_init, tol, reg_covar: GaussianMixture options.
+        covariance: 'full' (the default for 'gmm'), 'diag', 'tied', 'spherical', or 'auto' to
+            search all four (the default for 'auto').
+        select: 'bic' (default), 'aic' or 'heldout' (mean held-out log-likelihood); 'gmm' only.
+        max_iter, n_init, tol, reg_covar: GaussianMixture options (100, 1, 1e-3, 1e-6).
         bandwidth: KDE bandwidth, a positive number (standardized units when standardizing),
-            'scott', 'silverman' or 'cv' (k-fold cross-validated log-likelihood).
-        kernel: KDE kernel, one of scikit-learn's six.
-        folds: folds for ``bandwidth='cv'``.
+            'scott' (the default for 'kde'), 'silverman' or 'cv' (k-fold cross-validated
+            log-likelihood, the default for 'auto').
+        kernel: KDE kernel, one of scikit-learn's six (default gaussian).
+        folds: folds for the cross-validation of 'auto' and of ``bandwidth='cv'``.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
@@ -84,11 +90,7 @@ def fit(
         The fitted :class:`~gencli.density.model.DensityModel`; its ``metadata`` holds the
         selection table, the held-out figures and every repair applied.
     """
-    if model not in FAMILIES:
-        raise FitError(f"unknown model '{model}'; use one of {', '.join(FAMILIES)}")
-    table = as_table(data, columns=columns)
-    options = {
-        "standardize": standardize,
+    given = {
         "components": components,
         "covariance": covariance,
         "select": select,
@@ -98,6 +100,11 @@ def fit(
         "reg_covar": reg_covar,
         "bandwidth": bandwidth,
         "kernel": kernel,
+    }
+    model, settings = resolve_model(model, {k: v for k, v in given.items() if v is not None})
+    table = as_table(data, columns=columns)
+    options = settings | {
+        "standardize": standardize,
         "folds": folds,
         "validation": validation,
         "refit": refit,
@@ -111,8 +118,47 @@ def fit(
         raise ResourceError(
             f"{table.source}: ran out of memory while fitting a {model} to {table.n_rows} rows "
             f"x {table.n_columns} columns; try fewer --columns, a sample of the rows"
-            + (", fewer --components or --covariance diag" if model == "gmm" else "")
+            + (", fewer --components or --covariance diag" if model != "kde" else "")
         ) from None
+
+
+#: Options that belong to one family, and the values each family uses when they are not given.
+GMM_DEFAULTS: dict[str, Any] = {
+    "components": "auto",
+    "covariance": "full",
+    "select": "bic",
+    "max_iter": 100,
+    "n_init": 1,
+    "tol": 1e-3,
+    "reg_covar": 1e-6,
+}
+KDE_DEFAULTS: dict[str, Any] = {"bandwidth": "scott", "kernel": "gaussian"}
+MODELS = ("auto", *FAMILIES)
+
+
+def resolve_model(model: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The family to fit and every family option's value. Under 'auto' an option of one
+    family only picks that family (``components=3`` asks for a mixture); options of both
+    are a contradiction. 'auto' searches every covariance type and a CV bandwidth."""
+    if model not in MODELS:
+        raise FitError(f"unknown model '{model}'; use one of {', '.join(MODELS)}")
+    gmm_given = sorted(k for k in given if k in GMM_DEFAULTS)
+    kde_given = sorted(k for k in given if k in KDE_DEFAULTS)
+    if model == "auto" and gmm_given and kde_given:
+        raise FitError(
+            f"options of both families were given ({gmm_given[0]} is for mixtures, "
+            f"{kde_given[0]} for kernel densities); choose one with model='gmm' or 'kde'"
+        )
+    if model == "auto" and gmm_given:
+        model = "gmm"
+    elif model == "auto" and kde_given:
+        model = "kde"
+    # With the family named, the other family's options are ignored, as they always were
+    # from Python (the command line refuses them as a usage error).
+    settings = GMM_DEFAULTS | KDE_DEFAULTS
+    if model == "auto":
+        settings = settings | {"covariance": "auto", "bandwidth": "cv"}
+    return model, settings | given
 
 
 def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
@@ -146,20 +192,27 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             f"only {table.n_rows} rows: too few to hold out {validation:.0%}; "
             "the fit has no held-out check"
         )
-    keys: tuple[str, ...]
+    if not standardize_rows and model != "gmm":
+        warnings.extend(_one_bandwidth_note(X, table.columns))
+    keys: tuple[str, ...] = (*GMM_DEFAULTS, *KDE_DEFAULTS, "folds")
     if model == "gmm":
-        keys = ("components", "covariance", "select", "max_iter", "n_init", "tol", "reg_covar")
-    else:
-        keys = ("bandwidth", "kernel", "folds")
+        keys = tuple(GMM_DEFAULTS)
+    elif model == "kde":
+        keys = (*KDE_DEFAULTS, "folds")
     settings: dict[str, Any] = {key: options[key] for key in keys}
     jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
         rows = Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
-        outcome = (fit_gmm if model == "gmm" else fit_kde)(rows, settings)
+        if model == "auto":
+            from gencli.fitting.auto import fit_auto
+
+            outcome = fit_auto(rows, settings)
+        else:
+            outcome = (fit_gmm if model == "gmm" else fit_kde)(rows, settings)
     except FitError as exc:
         raise FitError(f"{table.source}: {exc}") from None
     result = DensityModel(
-        model,
+        outcome.get("family", model),
         outcome["params"],
         table.columns,
         shift,
@@ -217,6 +270,24 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     return result
 
 
+def _one_bandwidth_note(X: np.ndarray, columns: Sequence[str]) -> list[str]:
+    """Without standardizing, a kernel density has one bandwidth for every column: say so
+    when the columns' spreads differ by more than 10x (wine: 0.2x to 46,300x of each
+    column's own rule, held-out -68.0 against -20.1 standardized)."""
+    from gencli.density.preprocess import column_moments
+
+    _, spread = column_moments(X)
+    low, high = int(np.argmin(spread)), int(np.argmax(spread))
+    if not spread[low] > 0 or spread[high] / spread[low] <= 10:
+        return []
+    return [
+        f"--no-standardize: a kernel density has one bandwidth for every column, but the "
+        f"columns' spreads differ {spread[high] / spread[low]:.3g}-fold ({columns[high]} "
+        f"{spread[high]:.3g}, {columns[low]} {spread[low]:.3g}); drop --no-standardize to "
+        "give each column a bandwidth at its own scale"
+    ]
+
+
 def _sklearn_version() -> str:
     """scikit-learn's version, read from its installed metadata when a KDE fit has not
     imported it (0.7 s of imports for one string)."""
@@ -229,6 +300,9 @@ def _sklearn_version() -> str:
 
 def _rows_needed(model: str, options: dict[str, Any]) -> tuple[int, str]:
     """The fewest training rows the model can be fitted to, and what needs them."""
+    if model == "auto":
+        folds = int(options["folds"])
+        return max(2, folds), f"the {folds}-fold cross-validation that compares the models"
     if model == "kde":
         if options["bandwidth"] == "cv":
             folds = int(options["folds"])
@@ -271,5 +345,7 @@ def bandwidth_in_data_units(model: DensityModel) -> dict[str, float] | None:
     """A KDE's bandwidth per column in the data's own units (bandwidth x column scale)."""
     if model.family != "kde":
         return None
-    h = float(model.params["bandwidth"])
-    return {c: h * float(s) for c, s in zip(model.columns, model.scale, strict=True)}
+    from gencli.density.families.kde import bandwidth_matrix
+
+    per_column = np.sqrt(np.diag(bandwidth_matrix(model.params, model.scale)))
+    return {c: float(b) for c, b in zip(model.columns, per_column, strict=True)}

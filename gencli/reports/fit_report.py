@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gencli.fitting.names import candidate_name
 from gencli.reports.document import (
     Document,
     count,
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 
 def _candidate_rows(selection: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     candidates = selection.get("candidates") or []
+    if selection.get("parameter") == "model":  # --model auto
+        headers = ["candidate", "parameters", "CV mean log-lik.", "standard error", "status"]
+        return [*headers, "chosen"], [
+            [
+                candidate_name(c),
+                num(c.get("parameters")),
+                num(c.get("cv_mean_log_likelihood")),
+                num(c.get("cv_standard_error")),
+                str(c.get("status", "")),
+                "✓" if c.get("chosen") else "",
+            ]
+            for c in candidates
+        ]
     if candidates and "bandwidth" in candidates[0]:
         key = (
             "cv_mean_log_likelihood"

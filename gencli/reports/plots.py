@@ -203,6 +203,7 @@ _GMM_SCORES = {
     "aic": ("aic", "AIC (lower is better)"),
     "heldout": ("heldout_mean_log_likelihood", "held-out mean log-likelihood, nats/row"),
 }
+_GMM_SCORES["cv"] = ("cv_mean_log_likelihood", "cross-validated mean log-likelihood, nats/row")
 _KDE_SCORES = ("cv_mean_log_likelihood", "heldout_mean_log_likelihood")
 
 
@@ -215,6 +216,8 @@ def selection_figure(selection: dict[str, Any] | None) -> Figure | None:
     if not selection or not selection.get("candidates"):
         return None
     candidates: Sequence[dict[str, Any]] = selection["candidates"]
+    if selection.get("parameter") == "model":
+        return _auto_curve(candidates)
     if selection.get("parameter") == "bandwidth" or "bandwidth" in candidates[0]:
         return _bandwidth_curve(candidates, selection.get("criterion", "cv"))
     return _components_curve(candidates, str(selection.get("criterion", "bic")))
@@ -252,6 +255,28 @@ def _components_curve(candidates: Sequence[dict[str, Any]], criterion: str) -> F
     ax.set(xlabel="components K", ylabel=label)
     ax.set_title(f"Model selection by {criterion}")
     ax.legend(title="covariance", fontsize="small")
+    return fig
+
+
+def _auto_curve(candidates: Sequence[dict[str, Any]]) -> Figure | None:
+    """--model auto: the mixtures' CV score against K per covariance type, and each kernel
+    density's as a horizontal line; the winner ringed."""
+    mixtures = [c for c in candidates if c.get("family") == "gmm"]
+    fig = _components_curve(mixtures, "cv") if mixtures else None
+    if fig is None:
+        fig = _new_figure(6.4, 4.2)
+        fig.subplots()
+    ax = fig.axes[0]
+    styles = iter(["--", ":"])
+    for c in candidates:
+        if c.get("family") == "kde" and _finite(c.get("cv_mean_log_likelihood")):
+            value = float(c["cv_mean_log_likelihood"])
+            shape = "correlated" if c.get("rotated") else "per-column"
+            ax.axhline(value, linestyle=next(styles, "-."), color="grey", label=f"KDE {shape}")
+            if c.get("chosen"):
+                ax.annotate("chosen", (0.02, value), xycoords=("axes fraction", "data"))
+    ax.set_title("Model selection by cross-validated log-likelihood")
+    ax.legend(fontsize="small")
     return fig
 
 

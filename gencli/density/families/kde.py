@@ -96,21 +96,67 @@ def choose_bandwidth(
 
 
 def fit(
-    Z: np.ndarray, *, bandwidth: float | str = "scott", kernel: str = "gaussian"
+    Z: np.ndarray,
+    *,
+    bandwidth: float | str = "scott",
+    kernel: str = "gaussian",
+    rotation: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """A kernel density is its training points, kernel and bandwidth: return those."""
+    """A kernel density is its training points, kernel and bandwidth: return those.
+
+    With a ``rotation`` W (see :func:`whitening`) the kernels are round in y = z W rather
+    than in z: a full bandwidth matrix that follows the data's correlations, as scipy's
+    ``gaussian_kde`` does. The bandwidth (and its rule) is then in y's units.
+    """
     if np.abs(Z).max() > 1e100:
         raise FitError(
             "values beyond 1e100 in the fitting space; fit with standardizing on "
             "(drop --no-standardize) or rescale the data"
         )
-    value, rule = choose_bandwidth(Z, bandwidth, kernel)
-    return {
+    space = Z if rotation is None else Z @ rotation
+    value, rule = choose_bandwidth(space, bandwidth, kernel)
+    params = {
         "kernel": kernel,
         "bandwidth": value,
         "bandwidth_rule": rule,
         "points": np.ascontiguousarray(Z, dtype=np.float64),
     }
+    if rotation is not None:
+        params["rotation"] = np.ascontiguousarray(rotation, dtype=np.float64)
+    return params
+
+
+#: Largest condition number of the rows' covariance that a rotation is made from: beyond it
+#: the columns are (nearly) collinear and the rotated kernels would be needles.
+MAX_CONDITION = 1e10
+
+
+def whitening(Z: np.ndarray) -> np.ndarray | None:
+    """W with cov(Z W) = I (W = L^-T for cov(Z) = L L^T), or None where the covariance is
+    too close to singular (or there is one column, where a rotation adds nothing)."""
+    n, d = Z.shape
+    if d < 2 or n <= d:
+        return None
+    covariance = np.cov(Z, rowvar=False)
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    if not (eigenvalues[0] > 0 and eigenvalues[-1] / eigenvalues[0] < MAX_CONDITION):
+        return None
+    lower = np.linalg.cholesky(covariance)
+    return np.ascontiguousarray(np.linalg.inv(lower).T)
+
+
+def log_abs_det(rotation: np.ndarray) -> float:
+    """log |det W|: the Jacobian a rotation adds to every log-density."""
+    return float(np.linalg.slogdet(rotation)[1])
+
+
+def _rotated_points(params: dict[str, Any], cache: dict | None) -> np.ndarray:
+    if cache is not None and "rotated_points" in cache:
+        return cache["rotated_points"]
+    rotated = np.ascontiguousarray(np.asarray(params["points"]) @ params["rotation"])
+    if cache is not None:
+        cache["rotated_points"] = rotated
+    return rotated
 
 
 def log_density(
@@ -120,14 +166,14 @@ def log_density(
     :mod:`gencli.density.families.kde_scoring`."""
     from gencli.density.families.kde_scoring import log_density as evaluate
 
-    return evaluate(
-        np.asarray(params["points"]),
-        Z,
-        params["kernel"],
-        float(params["bandwidth"]),
-        mode=mode,
-        cache=cache,
-    )
+    rotation = params.get("rotation")
+    if rotation is None:
+        points, rows, jacobian = np.asarray(params["points"]), Z, 0.0
+    else:
+        points, rows = _rotated_points(params, cache), Z @ rotation
+        jacobian = log_abs_det(rotation)
+    kernel, bandwidth = params["kernel"], float(params["bandwidth"])
+    return evaluate(points, rows, kernel, bandwidth, mode=mode, cache=cache) + jacobian
 
 
 def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
@@ -162,6 +208,23 @@ def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
         raise ModelFileError(
             "the training points in the model file are not finite numbers of sensible size"
         )
+    if "rotation" in params:
+        _check_rotation(params["rotation"], points.shape[1])
+
+
+def _check_rotation(rotation: Any, d: int) -> None:
+    """A rotation must be a finite, invertible d x d matrix of floats."""
+    if not isinstance(rotation, np.ndarray) or rotation.dtype.kind != "f":
+        raise ModelFileError("the rotation in the model file is not an array of numbers")
+    if rotation.shape != (d, d):
+        raise ModelFileError(
+            f"the rotation in the model file has shape {rotation.shape}, not ({d}, {d})"
+        )
+    if not np.all(np.isfinite(rotation)):
+        raise ModelFileError("the rotation in the model file holds non-finite numbers")
+    sign, log_det = np.linalg.slogdet(rotation)
+    if sign == 0 or not math.isfinite(log_det) or abs(log_det) > 700:
+        raise ModelFileError("the rotation in the model file is singular or of absurd scale")
 
 
 def from_params(params: dict[str, Any]) -> Any:
@@ -173,6 +236,8 @@ def from_params(params: dict[str, Any]) -> Any:
 
     check_params(params)
     points = np.asarray(params["points"], dtype=np.float64)
+    if "rotation" in params:  # scikit-learn's kernels are round: fit it in the rotated space
+        points = points @ params["rotation"]
     return KernelDensity(bandwidth=float(params["bandwidth"]), kernel=params["kernel"]).fit(points)
 
 
@@ -219,7 +284,20 @@ def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarr
     points = np.asarray(params["points"], dtype=np.float64)
     picks = rng.integers(0, points.shape[0], size=n)
     noise = kernel_noise(params["kernel"], n, points.shape[1], rng)
+    if "rotation" in params:  # round in y = z W: back to z through W^-1
+        noise = noise @ np.linalg.inv(params["rotation"])
     return points[picks] + params["bandwidth"] * noise
+
+
+def bandwidth_matrix(params: dict[str, Any], scale: np.ndarray) -> np.ndarray:
+    """The kernels' covariance in the data's units, H = h^2 A^T A with A = W^-1 diag(scale)
+    (W the rotation, identity when there is none): a Gaussian kernel is N(x_i, H)."""
+    h = float(params["bandwidth"])
+    scale = np.asarray(scale, dtype=np.float64)
+    if "rotation" not in params:
+        return np.diag((h * scale) ** 2)
+    a = np.linalg.inv(params["rotation"]) * scale[None, :]
+    return h * h * (a.T @ a)
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:
@@ -229,4 +307,5 @@ def describe(params: dict[str, Any]) -> dict[str, Any]:
         "bandwidth": params["bandwidth"],
         "bandwidth_rule": params["bandwidth_rule"],
         "training_points": int(np.asarray(params["points"]).shape[0]),
+        "rotated": "rotation" in params,
     }
