@@ -32,7 +32,7 @@ import pandas as pd
 from quality_data import Dataset, load_all, split
 from quality_methods import Entry, methods
 from quality_report import Outcome, render, summary_line
-from quality_stats import Score, judge
+from quality_stats import Score, Verdict, judge
 
 BEGIN, END = "<!-- quality.py results: begin -->", "<!-- quality.py results: end -->"
 
@@ -58,8 +58,9 @@ def measure(entry: Entry, data: Dataset, seed: int) -> Score:
 def run_dataset(data: Dataset, entries: list[Entry], seeds: int) -> Outcome:
     scores = {e.name: [measure(e, data, seed) for seed in range(seeds)] for e in entries}
     plain = {e.name: scores[e.name] for e in entries if e.plain}
+    verdicts = {e.name: judge(scores[e.name], plain) for e in entries if not e.plain}
     n_train = len(split(data.frame, 0)[0])
-    return Outcome(data, n_train, scores, judge(scores["gencli default"], plain))
+    return Outcome(data, n_train, scores, verdicts)
 
 
 def warm_up(entries: list[Entry]) -> None:
@@ -122,6 +123,17 @@ def finite_or_none(value: float) -> float | str | None:
     return value
 
 
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    return {
+        "verdict": v.verdict,
+        "best_alternative": v.best,
+        "best_mean": finite_or_none(v.best_mean),
+        "difference": finite_or_none(v.difference),
+        "paired_se": finite_or_none(v.paired_se),
+        "worst_row": v.worst_row,
+    }
+
+
 def as_json(outcomes: list[Outcome], entries: list[Entry], meta: dict[str, Any]) -> dict[str, Any]:
     """Every number: per data set, per method, per seed, down to each test row's score."""
     sets = []
@@ -151,7 +163,6 @@ def as_json(outcomes: list[Outcome], entries: list[Entry], meta: dict[str, Any])
                     for sc in o.scores[e.name]
                 ],
             }
-        v = o.verdict
         sets.append(
             {
                 "name": o.data.name,
@@ -162,13 +173,9 @@ def as_json(outcomes: list[Outcome], entries: list[Entry], meta: dict[str, Any])
                 "left_out": o.data.dropped,
                 "kind": o.data.kind,
                 "discrete_columns": o.data.discrete,
-                "verdict": {
-                    "verdict": v.verdict,
-                    "best_alternative": v.best,
-                    "best_mean": finite_or_none(v.best_mean),
-                    "difference": finite_or_none(v.difference),
-                    "paired_se": finite_or_none(v.paired_se),
-                    "worst_row": v.worst_row,
+                "verdict": verdict_json(o.verdict),
+                "verdicts_of_every_gencli_column": {
+                    name: verdict_json(v) for name, v in o.verdicts.items()
                 },
                 "methods": per_method,
             }

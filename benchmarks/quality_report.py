@@ -9,6 +9,8 @@ from quality_data import Dataset
 from quality_methods import Entry
 from quality_stats import LOSS, TIE, WIN, Score, Summary, Verdict, summarize
 
+DEFAULT = "gencli default"
+
 
 @dataclass
 class Outcome:
@@ -17,7 +19,12 @@ class Outcome:
     data: Dataset
     n_train: int
     scores: dict[str, list[Score]]  # method name -> one Score per seed
-    verdict: Verdict
+    verdicts: dict[str, Verdict]  # every gencli method against the best plain alternative
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict that counts: gencli's default."""
+        return self.verdicts[DEFAULT]
 
     def summary(self, method: str) -> Summary:
         return summarize(self.scores[method])
@@ -66,19 +73,36 @@ def verdict_rows(outcomes: list[Outcome]) -> list[list[str]]:
     return rows
 
 
-def counts(outcomes: list[Outcome]) -> str:
-    verdicts = [o.verdict.verdict for o in outcomes]
+def counts(outcomes: list[Outcome], method: str = DEFAULT) -> str:
+    verdicts = [o.verdicts[method].verdict for o in outcomes]
     text = f"{verdicts.count(WIN)} wins, {verdicts.count(TIE)} ties, {verdicts.count(LOSS)} losses"
     return f"{text} of {len(outcomes)}"
 
 
-def summary_line(outcomes: list[Outcome]) -> str:
+def summary_line(outcomes: list[Outcome], method: str = DEFAULT) -> str:
     continuous = [o for o in outcomes if o.data.kind == "continuous"]
     discrete = [o for o in outcomes if o.data.kind == "discrete"]
     return (
-        f"gencli default — continuous data sets: {counts(continuous)}; "
-        f"data sets with discrete columns: {counts(discrete)}"
+        f"{method} — continuous data sets: {counts(continuous, method)}; "
+        f"data sets with discrete columns: {counts(discrete, method)}"
     )
+
+
+def variants_table(outcomes: list[Outcome], entries: list[Entry]) -> list[str]:
+    """Every gencli column judged as the default is, so an option can be tried before it
+    becomes the default (e.g. --gencli-args "--model auto")."""
+    names = [e.name for e in entries if not e.plain]
+    rows = []
+    for o in outcomes:
+        cells = []
+        for name in names:
+            v = o.verdicts[name]
+            gap = f" {v.difference:+.2f}" if math.isfinite(v.difference) else ""
+            cells.append(f"{v.verdict}{gap}")
+        rows.append([f"{label(o)} {o.data.kind[:4]}.", *cells])
+    header = ["data (n train, d)", *[e.short for e in entries if not e.plain]]
+    lines = table(header, rows)
+    return [*lines, "", *[f"- {summary_line(outcomes, name)}" for name in names]]
 
 
 def render(outcomes: list[Outcome], entries: list[Entry], skipped: dict[str, str]) -> str:
@@ -106,6 +130,12 @@ def render(outcomes: list[Outcome], entries: list[Entry], skipped: dict[str, str
     ]
     if problems:
         lines += ["", "Failures and -inf rows:", "", *problems]
+    lines += ["", "### Every gencli column against the best plain alternative", ""]
+    lines += [
+        "Judged as the default is: verdict and mean difference (nats/row) per data set.",
+        "",
+        *variants_table(outcomes, entries),
+    ]
     lines += ["", "### Fit + score time (seconds)", ""]
     time_rows = [
         [label(o), *[f"{o.summary(e.name).seconds:.2f}" for e in entries]] for o in outcomes
