@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         header = (
             f"Run on {meta['date']} with gencli at `{meta['commit']}`, seeds 0..{args.seeds - 1}"
-            f" (`{' '.join(['python benchmarks/quality.py', *sys.argv[1:]])}`); whole run "
+            f" (`{shlex.join(['python', 'benchmarks/quality.py', *sys.argv[1:]])}`); whole run "
             f"{elapsed:.0f} s on {meta['cores']} cores; Python {meta['python']}, "
             + ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
             + ".\n\n"
