@@ -103,6 +103,7 @@ def fit_record(
         "dropped_rows": table.dropped_rows,
         "columns": fitted.columns,
         "standardized": meta["standardized"],
+        "discrete_columns": list(meta.get("discrete_columns", [])),
         "mean_log_likelihood": meta["train_mean_log_likelihood"],
         "bits_per_dimension": meta["train_bits_per_dimension"],
         "validation": meta.get("validation"),

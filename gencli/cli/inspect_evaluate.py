@@ -130,6 +130,11 @@ def _inspect_lines(info: dict[str, Any]) -> list[str]:
         "verdict    sound: it loads, and rows sampled from it score finite",
         f"model      {_model_line(info)}",
         f"columns    {len(columns)}: {', '.join(columns)} (new data is matched {matched})",
+        *(
+            [f"discrete   {', '.join(meta['discrete_columns'])}: scored as log-probability"]
+            if meta.get("discrete_columns")
+            else []
+        ),
         f"trained    {meta.get('created', '?')}: {meta.get('rows', '?')} rows from "
         f"{meta.get('source', '?')}, seed {meta.get('seed')}, "
         f"{'standardized' if meta.get('standardized', True) else 'not standardized'}",

@@ -42,6 +42,9 @@ class DensityModel:
         shift, scale: the standardization (zeros and ones when turned off).
         params: the family's fitted parameters as builtins and arrays (estimator space).
         metadata: versions, rows, data hash, command line, time, training log-likelihood.
+        discrete: indices of the columns that take integer values only. The model was fitted
+            to x + U[0, 1) on them; a row scores the log-probability of its integer box on
+            those columns (times the density on the others), and samples are whole numbers.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class DensityModel:
         named_columns: bool = True,
         metadata: dict[str, Any] | None = None,
         estimator: Any = None,
+        discrete: Sequence[int] = (),
     ) -> None:
         if family not in FAMILIES:
             raise ModelFileError(f"unknown model family '{family}'")
@@ -66,6 +70,7 @@ class DensityModel:
         self.scale = np.asarray(scale, dtype=np.float64)
         self.metadata = dict(metadata or {})
         self._estimator = estimator
+        self.discrete = sorted(int(j) for j in discrete)
         self._cache: dict[str, Any] = {}  # precomputed factors and trees for scoring
 
     # ------------------------------------------------------------------ structure
@@ -83,8 +88,15 @@ class DensityModel:
 
     @property
     def log_jacobian(self) -> float:
-        """log |dz/dx|: what standardizing adds to every log-density."""
-        return -float(np.sum(np.log(self.scale)))
+        """log |dz/dx| over the continuous columns: what standardizing adds to every
+        log-density (a discrete column's box has the same probability in either unit)."""
+        continuous = np.ones(self.n_features, dtype=bool)
+        continuous[self.discrete] = False
+        return -float(np.sum(np.log(self.scale[continuous])))
+
+    @property
+    def discrete_columns(self) -> list[str]:
+        return [self.columns[j] for j in self.discrete]
 
     def describe(self) -> dict[str, Any]:
         """The family's parameters in a short printable form."""
@@ -122,9 +134,12 @@ class DensityModel:
         X = self.check_width(X)
         family = family_module(self.family)
         try:
-            log_density = family.log_density(
-                self.params, self._to_z(X), mode=mode, cache=self._cache
-            )
+            if self.discrete:
+                log_density = self._log_box_mass(X)
+            else:
+                log_density = family.log_density(
+                    self.params, self._to_z(X), mode=mode, cache=self._cache
+                )
         except MemoryError:
             raise ResourceError(
                 f"ran out of memory while scoring {X.shape[0]} rows with the {self.family} "
@@ -132,6 +147,20 @@ class DensityModel:
                 + (" or use --approx" if self.family == "kde" else "")
             ) from None
         return np.asarray(log_density) + self.log_jacobian
+
+    def _log_box_mass(self, X: np.ndarray) -> np.ndarray:
+        """log of the density on the continuous columns times the probability of the row's
+        integer box [k, k + 1) on the discrete ones (z units; see families/boxes.py)."""
+        from gencli.density.families import boxes
+
+        d = np.asarray(self.discrete)
+        edges = X.copy()
+        edges[:, d] = np.floor(X[:, d])
+        Z = self._to_z(edges)
+        widths = 1.0 / self.scale[d]
+        if self.family == "gmm":
+            return boxes.gmm_log_mass(self.params, Z, d, widths)
+        return boxes.kde_log_mass(self.params, Z, d, widths, cache=self._cache)
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Draw ``n`` rows from the fitted density, in the data's own units."""
@@ -179,6 +208,8 @@ class DensityModel:
                     "past the float64 range; fit the data in smaller units (divide it by "
                     "1e10, say) to sample from it"
                 )
+            if self.discrete:
+                rows[:, self.discrete] = np.floor(rows[:, self.discrete])
             pending.append(rows)
             held += size
             while held >= chunk_rows:
@@ -243,6 +274,8 @@ class DensityModel:
             "named_columns": bool(self.named_columns),
             "metadata": copy.deepcopy(self.metadata),
         }
+        if self.discrete:  # absent for continuous models, so their files read as before
+            plain["discrete_columns"] = [self.columns[j] for j in self.discrete]
         return dict(fileformat.builtin(plain))
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -233,6 +233,30 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
             f"{name}: is not a valid gencli model file (bad parameters: "
             f"{type(exc).__name__}); refit the model"
         ) from None
+    discrete_names = plain.get("discrete_columns", [])
+    _require(
+        type(discrete_names) is list
+        and all(type(c) is str and c in columns for c in discrete_names)
+        and len(set(discrete_names)) == len(discrete_names),
+        name,
+        "discrete_columns does not name columns of the model",
+    )
+    discrete = [columns.index(c) for c in discrete_names]
+    if discrete:
+        from gencli.density.families import boxes
+
+        _require(
+            boxes.supports(family, params, len(discrete)),
+            name,
+            "its discrete columns need a model whose box probabilities are exact",
+        )
     return DensityModel(
-        family, params, columns, shift, scale, named_columns=named, metadata=metadata
+        family,
+        params,
+        columns,
+        shift,
+        scale,
+        named_columns=named,
+        metadata=metadata,
+        discrete=discrete,
     )

@@ -277,6 +277,9 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         raise FitError(f"--components: {exc}") from None
     covariance = settings["covariance"]
     covariances = list(gmm.COVARIANCE_TYPES) if covariance in ("auto", None) else [covariance]
+    discrete_count = int(settings.get("discrete_count", 0))
+    if discrete_count > 1:  # whole-number columns: only these give exact box probabilities
+        covariances = [c for c in covariances if c in ("diag", "spherical")]
     fit_size = min(len(f) for f, _ in folds.pairs)
     notes = estimable_covariances(covariances, (fit_size, d)) if covariances else []
     n_distinct = gmm.count_distinct(Z, max(ks))
@@ -315,7 +318,7 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         functools.partial(
             _kde_candidate, Z, folds, kde_settings, rotate, rows.log_jacobian, rows.seed
         )
-        for rotate in (False, True)
+        for rotate in ((False,) if discrete_count else (False, True))
     ]
     workers = worker_count(rows.jobs, len(tasks) + len(ks) * len(covariances))
     with gmm.em_session():

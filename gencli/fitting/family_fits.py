@@ -42,6 +42,8 @@ def fit_gmm(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     covariances = (
         list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
     )
+    if settings.get("discrete_count", 0) > 1:  # exact box probabilities need these
+        covariances = [c for c in covariances if c in ("diag", "spherical")]
     if len(ks) == 1:
         gmm.check_rows(rows.Z, ks[0])  # too few rows for K at all: say so first
     notes = estimable_covariances(covariances, rows.train.shape)
@@ -161,6 +163,7 @@ def _fit_gmm_in_session(
     }
     train_scores = estimator.score_samples(Z_train) + log_jacobian
     heldout = estimator.score_samples(Z_valid) + log_jacobian if Z_valid is not None else None
+    measured = gmm.to_params(estimator)  # the fit the held-out rows measure
     refitted = refit and Z_valid is not None
     if refitted:
         estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
@@ -184,6 +187,7 @@ def _fit_gmm_in_session(
         "warnings": warnings,
         "train_log_density": train_scores,
         "heldout_log_density": heldout,
+        "measured_params": measured,
         "refitted": refitted,
     }
 
@@ -229,6 +233,7 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     if Z_valid is not None:
         heldout = kde.log_density(params, Z_valid) + log_jacobian
     train_scores = kde.log_density(params, Z_train) + log_jacobian
+    measured = dict(params)  # the fit the held-out rows measure
     refitted = refit and Z_valid is not None
     if refitted:
         # A rule of thumb depends on n, so it is recomputed on every row (a rotation too).
@@ -255,6 +260,7 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         "warnings": warnings,
         "train_log_density": train_scores,
         "heldout_log_density": heldout,
+        "measured_params": measured,
         "refitted": refitted,
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gencli._version import __version__
+from gencli.density.discrete import dequantize, discrete_columns, unbounded_warning
 from gencli.density.families import FAMILIES
 from gencli.density.model import DensityModel, data_sha256, log_likelihood_summary
 from gencli.density.preprocess import (
@@ -51,6 +52,7 @@ def fit(
     reg_covar: float | None = None,
     bandwidth: float | str | None = None,
     kernel: str | None = None,
+    discrete: str | Sequence[str] | None = "warn",
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -79,6 +81,11 @@ def fit(
             log-likelihood, the default for 'auto').
         kernel: KDE kernel, one of scikit-learn's six (default gaussian).
         folds: folds for the cross-validation of 'auto' and of ``bandwidth='cv'``.
+        discrete: columns of whole numbers to model as discrete (fitted to x + U[0, 1),
+            scored as the log-probability of their value, sampled as whole numbers): 'auto'
+            finds those with at most 20 distinct values, or a list of names; 'warn' (the
+            default) models none but names them in a warning; 'none' models none silently.
+            See :mod:`gencli.density.discrete`.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
@@ -106,6 +113,7 @@ def fit(
     options = settings | {
         "standardize": standardize,
         "folds": folds,
+        "discrete": discrete,
         "validation": validation,
         "refit": refit,
         "seed": seed,
@@ -170,6 +178,14 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
     started = time.perf_counter()
     refuse_constant_columns(X, table.columns, table.source)
+    discrete = discrete_columns(X, table.columns, options["discrete"], table.source)
+    early_warnings = []
+    if options["discrete"] == "warn":
+        found, discrete = discrete, []
+        if found:
+            early_warnings.append(unbounded_warning([table.columns[j] for j in found]))
+    _check_discrete_support(model, options, discrete, table.columns)
+    X_raw, X = X, dequantize(X, discrete, seed)  # fitted to x + U[0, 1) on discrete columns
     if standardize_rows:
         shift, scale = standardization(X)
         refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
@@ -185,8 +201,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     Z_valid = Z[valid_rows] if valid_rows is not None else None
     if valid_rows is not None:
         where = f" on the {len(train_rows)} training rows left by --validation {validation:g}"
-        refuse_constant_columns(X[train_rows], table.columns, table.source, where)
-    warnings: list[str] = []
+        refuse_constant_columns(X_raw[train_rows], table.columns, table.source, where)
+    warnings: list[str] = early_warnings
     if validation > 0 and valid_rows is None:
         warnings.append(
             f"only {table.n_rows} rows: too few to hold out {validation:.0%}; "
@@ -200,6 +216,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     elif model == "kde":
         keys = (*KDE_DEFAULTS, "folds")
     settings: dict[str, Any] = {key: options[key] for key in keys}
+    settings["discrete_count"] = len(discrete)
     jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
         rows = Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
@@ -219,9 +236,25 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         scale,
         named_columns=table.named,
         estimator=outcome["estimator"],
+        discrete=discrete,
     )
     train_scores = outcome["train_log_density"]
-    if train_scores is not None and len(train_scores) == table.n_rows:
+    if discrete:  # the fit's own scores are densities of x + U[0, 1): score the rows' boxes
+        X = X_raw
+        log_density = result.score_samples(X)
+        measured = DensityModel(
+            result.family,
+            outcome["measured_params"],
+            table.columns,
+            shift,
+            scale,
+            discrete=discrete,
+        )
+        train_part = X if valid_rows is None else X[train_rows]
+        outcome["train_log_density"] = measured.score_samples(train_part)
+        if valid_rows is not None:
+            outcome["heldout_log_density"] = measured.score_samples(X[valid_rows])
+    elif train_scores is not None and len(train_scores) == table.n_rows:
         log_density = np.asarray(train_scores)  # the final fit's own rows: no second E-step
     else:
         log_density = result.score_samples(X)
@@ -258,6 +291,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
         "standardized": standardize_rows,
+        "discrete_columns": [table.columns[j] for j in discrete],
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "validation": validation_record,
@@ -268,6 +302,33 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "fit_seconds": time.perf_counter() - started,
     }
     return result
+
+
+def _check_discrete_support(
+    model: str, options: dict[str, Any], discrete: list[int], columns: Sequence[str]
+) -> None:
+    """Refuse a model that cannot give the discrete columns exact box probabilities: a full
+    or tied covariance over two or more of them, a kernel other than the Gaussian."""
+    if not discrete:
+        return
+    names = ", ".join(columns[j] for j in discrete[:5]) + (", ..." if len(discrete) > 5 else "")
+    plural = len(discrete) > 1
+    what = (
+        f"column{'s' if plural else ''} {names} hold{'' if plural else 's'} whole numbers "
+        "only (at most 20 values)"
+    )
+    cure = "--model auto, or --discrete none to treat them as continuous"
+    covariance = options["covariance"]
+    if model == "gmm" and len(discrete) > 1 and covariance in ("full", "tied"):
+        raise FitError(
+            f"{what}: a {covariance} covariance cannot give the probability of their "
+            f"whole-number values exactly; use --covariance diag or spherical, {cure}"
+        )
+    if model == "kde" and options["kernel"] != "gaussian":
+        raise FitError(
+            f"{what}: only the gaussian kernel gives the probability of their whole-number "
+            f"values exactly; use --kernel gaussian, {cure}"
+        )
 
 
 def _one_bandwidth_note(X: np.ndarray, columns: Sequence[str]) -> list[str]:
