@@ -52,7 +52,7 @@ def measure(entry: Entry, data: Dataset, seed: int) -> Score:
         except Exception as exc:  # any failure is a result for this method, never fatal
             values, error = None, f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
     seconds = time.perf_counter() - start
-    messages = sorted({f"{w.category.__name__}: {w.message}"[:160] for w in caught})
+    messages = sorted({f"{w.category.__name__}: {w.message}"[:400] for w in caught})
     return Score(seed, values, seconds, error, messages)
 
 
