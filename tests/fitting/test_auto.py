@@ -222,3 +222,18 @@ def test_one_bandwidth_for_columns_of_different_scales_is_said() -> None:
     quiet = gencli.fit(alike, model="kde", standardize=False).metadata["warnings"]
     assert not any("--no-standardize" in w for w in quiet)
     assert not any("--no-standardize" in w for w in gencli.fit(X, model="kde").metadata["warnings"])
+
+
+def test_each_folds_rotation_is_made_from_its_fitted_rows_alone() -> None:
+    Z = correlated(120)
+    Z = (Z - Z.mean(axis=0)) / Z.std(axis=0)
+    folds = auto.make_folds(len(Z), 5, 0)
+    spaces = auto._fold_spaces(Z, folds, True, 0.0)
+    assert spaces is not None
+    for i, (fitted, _scored, _jacobian) in enumerate(spaces):
+        np.testing.assert_allclose(np.cov(fitted, rowvar=False), np.eye(2), atol=1e-10)
+        moved = Z.copy()
+        moved[folds.pairs[i][1]] *= 50.0  # its held-out rows far off: no change to the fold
+        again = auto._fold_spaces(moved, folds, True, 0.0)
+        assert again is not None
+        np.testing.assert_array_equal(again[i][0], fitted)

@@ -32,8 +32,8 @@ from gencli.density.families import gmm, kde
 from gencli.density.families.kde_exact import (
     _CANCELLATION,
     _EXPONENT_TOLERANCE,
+    SMALLEST_EXPONENT,
     _direct_u2,
-    _logsumexp_rows,
     run_in_threads,
     total_weight,
 )
@@ -42,6 +42,7 @@ from gencli.density.families.kde_repeats import distinct_points, distinct_rows
 _BLOCK_ENTRIES = 1 << 20  # rows x points (or rows x components x columns) per block
 _TABLE_ENTRIES = 1 << 22  # distinct values x points kept for a whole call, per call
 _NARROW = 1e-3  # width x (1 + |midpoint|) below which the midpoint series is used
+_FAR = -30.0  # below this, Phi (about 1e-198) is taken in logs before it underflows
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _WORKERS = 2
 
@@ -84,28 +85,32 @@ def log_interval_mass(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     mass of [lower, upper), accurate in both tails and for narrow intervals.
 
     The interval is first reflected so that its midpoint is <= 0 (Phi(b) - Phi(a) =
-    Phi(-a) - Phi(-b)); then log Phi(b) + log(1 - Phi(a) / Phi(b)) from ``log_ndtr``
-    never cancels more than a few digits. An interval narrow against the curvature
-    (width x (1 + |midpoint|) < 1e-3) uses the midpoint series instead,
-    w phi(m) (1 + (m^2 - 1) w^2 / 24), whose next term is below 1e-15 there.
+    Phi(-a) - Phi(-b)): then Phi(a) and Phi(b) are accurate to rounding relative to
+    themselves and their difference never cancels more than the interval is narrow.
+    Where Phi(a) would come near the underflow (a < -30) the difference is taken in logs,
+    log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))), finite as far out as log Phi is.
+    An interval narrow against the curvature (width x (1 + |midpoint|) < 1e-3) uses the
+    midpoint series w phi(m) (1 + (m^2 - 1) w^2 / 24), whose next term is below 1e-15.
     """
-    from scipy.special import log_ndtr
+    from scipy.special import log_ndtr, ndtr
 
     a = np.asarray(lower, dtype=np.float64)
     b = np.asarray(upper, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         flip = a + b > 0
         lo = np.where(flip, -b, a)
         hi = np.where(flip, -a, b)
-        log_hi = log_ndtr(hi)
-        out = log_hi + _log1mexp(log_ndtr(lo) - log_hi)
-        out = np.where(log_hi == -np.inf, -np.inf, out)  # a box at infinity: no mass
+        out = np.asarray(np.log(ndtr(hi) - ndtr(lo)))  # an array even for scalars
+        far = lo < _FAR
+        if np.any(far):
+            lo_far, log_hi = lo[far], log_ndtr(hi[far])
+            in_logs = log_hi + _log1mexp(log_ndtr(lo_far) - log_hi)
+            out[far] = np.where(log_hi == -np.inf, -np.inf, in_logs)  # a box at infinity
         width = hi - lo
         mid = 0.5 * (hi + lo)
         narrow = width * (1.0 + np.abs(mid)) < _NARROW
-    if np.any(narrow):
-        w, m = width[narrow], mid[narrow]
-        with np.errstate(divide="ignore"):
+        if np.any(narrow):
+            w, m = width[narrow], mid[narrow]
             out[narrow] = (
                 np.log(w) - 0.5 * m * m - _LOG_SQRT_2PI + np.log1p((m * m - 1) * w * w / 24)
             )
@@ -263,20 +268,35 @@ def _kde_sum(
     box: np.ndarray,
     h: float,
 ) -> np.ndarray:
+    """The sum over every point, in blocks of rows sorted by their boxes.
+
+    Rows are sorted by their tuple of box edges, so a block holds few distinct tuples;
+    each tuple's per-point log-masses (sums of per-column tables), with the points'
+    log-weights and -|p|^2 / 2h^2, form one small table per block that is gathered once
+    per row, and the exponent is q.p / h^2 + table - |q|^2 / 2h^2 (the last term outside
+    the log-sum-exp). Where that product would cancel more than 1e-8 nats (tiny
+    bandwidths far from the origin), squared differences are summed directly instead.
+    """
     n, d = points.shape
     continuous = np.setdiff1d(np.arange(d), columns)
     centre = points[:, continuous].mean(axis=0)
     P = points[:, continuous] - centre  # distances are translation-invariant
-    Q = rows[:, continuous] - centre
-    p_sq = np.einsum("ij,ij->i", P, P)
-    p_top = float(p_sq.max())
     scale = 1.0 / (h * h)
-    log_weights = None if weights is None else np.log(weights)
+    p_sq = np.einsum("ij,ij->i", P, P)
+    p_top = float(p_sq.max(initial=0.0))
+    per_point = np.zeros(n) if weights is None else np.log(weights)
     edges = points[:, columns] / h
-    lows = rows[:, columns] / h
     spans = box / h
-    # One table per discrete column: the kernel masses of each distinct box edge, for the
-    # whole call when they fit, else per block.
+    lows = rows[:, columns] / h
+    order = np.lexsort(lows.T[::-1])
+    lows = lows[order]
+    Q = rows[order][:, continuous] - centre
+    fresh = np.ones(rows.shape[0], dtype=bool)
+    fresh[1:] = np.any(lows[1:] != lows[:-1], axis=1)
+    group = np.cumsum(fresh) - 1  # each sorted row's tuple
+    firsts = np.flatnonzero(fresh)  # each tuple's first row
+    # Per column, the kernel masses of each distinct edge: for the whole call when they
+    # fit in _TABLE_ENTRIES (discrete columns take few values), else per block.
     whole = [np.unique(lows[:, j], return_inverse=True) for j in range(columns.size)]
     if sum(values.size for values, _ in whole) * n > _TABLE_ENTRIES:
         whole = []
@@ -284,35 +304,57 @@ def _kde_sum(
     out = np.empty(rows.shape[0])
     block = max(1, _BLOCK_ENTRIES // n)
 
-    def run(start: int) -> None:
-        stop = start + block
-        q = Q[start:stop]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if continuous.size == 0:
-                exponent = np.zeros((q.shape[0], n))
-            else:
-                q_sq = np.einsum("ij,ij->i", q, q)
-                if _CANCELLATION * (float(q_sq.max()) + p_top) * scale > _EXPONENT_TOLERANCE:
-                    u2 = _direct_u2(q, P)
-                else:
-                    u2 = q_sq[:, None] + p_sq[None, :] - 2.0 * (q @ P.T)
-                    u2 = np.where(np.isnan(u2), np.inf, u2)
-                    np.maximum(u2, 0.0, out=u2)
-                exponent = u2
-                exponent *= -0.5 * scale
+    def tuple_table(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The block's tuples' log-masses per point (plus per-point terms), and each
+        row's tuple among them."""
+        first = int(group[start])
+        heads = firsts[first : int(group[stop - 1]) + 1]
+        table = np.broadcast_to(per_point, (heads.size, n)).copy()
         for j in range(columns.size):
             if whole:
-                exponent += tables[j][whole[j][1][start:stop]]
+                table += tables[j][whole[j][1][heads]]
             else:
-                values, index = np.unique(lows[start:stop, j], return_inverse=True)
-                exponent += _mass_table(values, edges[:, j], spans[j])[index]
-        if log_weights is not None:
-            exponent += log_weights
-        out[start:stop] = _logsumexp_rows(exponent)
+                values, index = np.unique(lows[heads, j], return_inverse=True)
+                table += _mass_table(values, edges[:, j], spans[j])[index]
+        return table, group[start:stop] - first
+
+    def run(start: int) -> None:
+        stop = min(start + block, rows.shape[0])
+        table, index = tuple_table(start, stop)
+        q = Q[start:stop]
+        q_sq = np.einsum("ij,ij->i", q, q)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if _CANCELLATION * (float(q_sq.max(initial=0.0)) + p_top) * scale > _EXPONENT_TOLERANCE:
+                exponent = _direct_u2(q, P)
+                exponent *= -0.5 * scale
+                exponent += table[index]
+                out[start:stop] = _logsumexp_rows(exponent)
+            else:
+                table -= (0.5 * scale) * p_sq
+                exponent = (scale * q) @ P.T
+                exponent += table[index]
+                out[start:stop] = _logsumexp_rows(exponent) - (0.5 * scale) * q_sq
 
     run_in_threads(run, range(0, rows.shape[0], block), _WORKERS)
     c = continuous.size
-    return out - (math.log(total_weight(points, weights)) + c * (math.log(h) + _LOG_SQRT_2PI))
+    normalizer = math.log(total_weight(points, weights)) + c * (math.log(h) + _LOG_SQRT_2PI)
+    result = np.empty_like(out)
+    result[order] = out - normalizer
+    return result
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """log of the sum of exp over each row, overwriting ``a`` (no temporaries the size of
+    ``a``); terms below e^-700 of a row's largest are dropped (no subnormals)."""
+    top = np.max(a, axis=1)
+    finite = np.isfinite(top)
+    safe = np.where(finite, top, 0.0)
+    with np.errstate(invalid="ignore"):
+        a -= safe[:, None]
+    np.maximum(a, SMALLEST_EXPONENT, out=a)
+    np.exp(a, out=a)
+    with np.errstate(divide="ignore"):
+        return np.where(finite, safe + np.log(a.sum(axis=1)), top)
 
 
 def _mass_table(values: np.ndarray, edges: np.ndarray, span: float) -> np.ndarray:
