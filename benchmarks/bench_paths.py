@@ -153,6 +153,48 @@ def bench_gmm_fit(bench: Bench) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- default model
+
+
+def bench_default(bench: Bench) -> None:
+    """The default fit (--model auto: mixtures and kernel densities compared by CV) against
+    the previous default (--model gmm: K in 1..10 by BIC), on the same CSV."""
+    rows = bench.sizes.gmm
+    data = ensure(bench.data, "gmm", Mixture(components=5, dim=10, seed=1), rows)
+    warm(data)
+    print(f"  data: {rows:,} rows x 10 columns, 5 true components ({data.name})")
+    common = ["--seed", "0", "-q", "--json", "-o"]
+    sides = bench.sides(
+        "default",
+        {
+            "gencli fit (auto)": gencli("fit", data, *common, bench.work / "default.pkl"),
+            "gencli fit --model gmm": gencli(
+                "fit", data, "--model", "gmm", *common, bench.work / "previous.pkl"
+            ),
+        },
+        bench.repeat,
+    )
+    ours, theirs = sides.values()
+    path, target = f"default fit {rows // 1000}k x 10", "<= 3.0× the previous default (gmm, BIC)"
+    if not (ours.ok and theirs.ok):
+        bench.check(broken(path, ours if not ours.ok else theirs, target))
+        return
+    held = [s.json()["validation"]["heldout_mean_log_likelihood"] for s in (ours, theirs)]
+    ratio = ours.seconds / theirs.seconds
+    bench.check(
+        Check(
+            path,
+            seconds(ours.seconds),
+            seconds(theirs.seconds),
+            ratio_text(ratio),
+            target,
+            f"held-out mean log-lik {held[0]:.4f} vs {held[1]:.4f} nats/row",
+            f"{ours.peak_mb:.0f} / {theirs.peak_mb:.0f} MB",
+            MET if ratio <= 3.0 else NOT_MET,
+        )
+    )
+
+
 # ----------------------------------------------------------------------------- auto K
 
 

@@ -26,13 +26,21 @@ from typing import Any
 
 from bench_harness import FAILED, FULL, INFO, MET, NOT_AVAILABLE, QUICK, Bench, Check, summary_table
 from bench_kde import bench_kde
-from bench_paths import bench_auto, bench_gmm_fit, bench_help, bench_read, bench_streaming
+from bench_paths import (
+    bench_auto,
+    bench_default,
+    bench_gmm_fit,
+    bench_help,
+    bench_read,
+    bench_streaming,
+)
 
 HERE = Path(__file__).resolve().parent
 
 PATHS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "help": ("start-up: --help and --version", bench_help),
     "gmm": ("fit a Gaussian mixture end to end", bench_gmm_fit),
+    "default": ("the default fit (auto) against the previous default (gmm)", bench_default),
     "kde2": ("score with a KDE, 2-D", lambda bench: bench_kde(bench, 2)),
     "kde1": ("score with a KDE, 1-D", lambda bench: bench_kde(bench, 1)),
     "auto": ("choose K in 1..10 by BIC", bench_auto),

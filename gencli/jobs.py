@@ -113,6 +113,7 @@ def fit_record(
         "data_summary": [
             {
                 "name": name,
+                "kind": "discrete" if name in meta.get("discrete_columns", []) else "continuous",
                 "mean": float(mean),
                 "std": float(std),
                 "min": float(low),

@@ -132,10 +132,20 @@ def versions(record: dict[str, Any], model: DensityModel | None) -> dict[str, An
 
 
 def data_table(doc: Document, summary: list[Any]) -> None:
+    """One row per column; with its kind (continuous, or discrete: scored as a probability)
+    when the record says."""
+    kinds = any("kind" in s for s in summary)
     doc.table(
-        ["column", "mean", "std", "min", "max"],
+        ["column", *(["kind"] if kinds else []), "mean", "std", "min", "max"],
         [
-            [str(s["name"]), num(s["mean"]), num(s["std"]), num(s["min"]), num(s["max"])]
+            [
+                str(s["name"]),
+                *([str(s.get("kind", ""))] if kinds else []),
+                num(s["mean"]),
+                num(s["std"]),
+                num(s["min"]),
+                num(s["max"]),
+            ]
             for s in summary
         ],
     )

@@ -160,3 +160,26 @@ def test_by_default_whole_number_columns_are_named_in_a_warning() -> None:
     ), model.metadata["warnings"]
     quiet = gencli.fit(counts_and_heights(), model="gmm", components=2, discrete="none")
     assert not any("whole numbers" in w for w in quiet.metadata["warnings"])
+
+
+def test_the_report_says_which_columns_are_discrete(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.poisson(2, 200), rng.normal(0, 1, 200)])
+    np.savetxt(tmp_path / "d.csv", X, delimiter=",", header="n,h", comments="", fmt="%g")
+    result = gencli_run(
+        "fit",
+        "d.csv",
+        "-k",
+        "2",
+        "--discrete",
+        "n",
+        "--report",
+        "r.md",
+        "-o",
+        "m.pkl",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "r.md").read_text()
+    assert "| column | kind | mean |" in report
+    assert "| n | discrete |" in report and "| h | continuous |" in report
