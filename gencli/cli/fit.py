@@ -99,7 +99,8 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     type=click.Choice([*COVARIANCE_TYPES, "auto"]),
     default="full",
     show_default=True,
-    help="[gmm] Covariance of each component; auto searches all four by --select.",
+    help="[gmm] Covariance of each component; auto searches all four by --select "
+    "(--model auto compares all four unless this is given).",
 )
 @click.option(
     "--select",
@@ -240,7 +241,7 @@ def fit(
       gencli fit sample_data/iris.csv -k 3 --validation 0 -o iris3.pkl
       gencli fit sample_data/wine.csv -k 1..6 --covariance auto --report wine.html
       gencli fit sample_data/moons.csv --model kde --bandwidth cv -o moons.pkl
-      gencli fit sample_data/moons.csv --model auto -o moons.pkl
+      gencli fit sample_data/digits.csv --report digits.html -o digits.pkl
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
     """
