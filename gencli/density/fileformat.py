@@ -17,8 +17,17 @@ from gencli.density.plaindata import check_plain
 from gencli.io.atomic import atomic_write
 
 FORMAT_NAME = "gencli-model"
-FORMAT_VERSION = 1
+#: The newest format this gencli reads and writes. Version 2 adds what a version-1 reader
+#: would silently misread: a kernel density's ``rotation`` and ``discrete_columns``. A model
+#: without them is still written as version 1, so older gencli versions keep reading it.
+FORMAT_VERSION = 2
 PICKLE_PROTOCOL = 4
+
+
+def version_for(plain: dict[str, Any]) -> int:
+    """The oldest format that holds everything in ``plain``."""
+    needs_two = "discrete_columns" in plain or "rotation" in plain.get("params", {})
+    return 2 if needs_two else 1
 
 
 def builtin(value: Any) -> Any:

@@ -276,6 +276,7 @@ class DensityModel:
         }
         if self.discrete:  # absent for continuous models, so their files read as before
             plain["discrete_columns"] = [self.columns[j] for j in self.discrete]
+        plain["format_version"] = fileformat.version_for(plain)
         return dict(fileformat.builtin(plain))
 
     def save(self, path: str | os.PathLike[str]) -> None:

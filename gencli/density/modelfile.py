@@ -20,6 +20,7 @@ import numpy as np
 
 from gencli.density.families import FAMILIES
 from gencli.density.fileformat import FORMAT_NAME, FORMAT_VERSION, encode
+from gencli.density.fileformat import version_for as fileformat_version_for
 from gencli.density.model import DensityModel, family_module
 from gencli.density.plainpickle import read_plain
 from gencli.errors import ModelFileError
@@ -233,6 +234,11 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
             f"{name}: is not a valid gencli model file (bad parameters: "
             f"{type(exc).__name__}); refit the model"
         ) from None
+    _require(
+        version >= fileformat_version_for(plain),
+        name,
+        f"format {version} cannot hold a rotation or discrete columns",
+    )
     discrete_names = plain.get("discrete_columns", [])
     _require(
         type(discrete_names) is list

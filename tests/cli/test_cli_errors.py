@@ -25,6 +25,7 @@ from helpers import snapshot
 
 import gencli
 from gencli.cli.main import cli
+from gencli.density.fileformat import FORMAT_VERSION
 
 OLD_BYTES = b"old output, must survive\n"
 
@@ -335,7 +336,7 @@ def test_out_of_range_seed_is_a_usage_error(model, command, seed):
 def _newer_version(gmm_bytes: bytes) -> bytes:
     plain = pickle.loads(gmm_bytes)
     assert plain["format_version"] == 1
-    plain["format_version"] += 1
+    plain["format_version"] = FORMAT_VERSION + 1
     return pickle.dumps(plain, protocol=4)
 
 

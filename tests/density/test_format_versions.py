@@ -61,6 +61,51 @@ def gmm_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
     return multivariate_normal(mean, cov).logpdf(Q)
 
 
+def discrete_gmm_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
+    """Version 2's mixture: one full Gaussian over (height, weight) in data units, weight a
+    whole number: log N(height) + log P(weight in [w, w + 1) | height), by scipy."""
+    from scipy.stats import norm
+
+    params, prep = plain["params"], plain["preprocessing"]
+    assert plain["discrete_columns"] == ["weight"] and len(params["weights"]) == 1
+    scale, shift = prep["scale"], prep["shift"]
+    mean = shift + scale * params["means"][0]
+    cov = params["covariances"][0] * np.outer(scale, scale)
+    h, w = Q[:, 0], np.floor(Q[:, 1])
+    cond_mean = mean[1] + cov[1, 0] / cov[0, 0] * (h - mean[0])
+    cond_sd = math.sqrt(cov[1, 1] - cov[1, 0] ** 2 / cov[0, 0])
+    # Differences of the tail nearer the box, so a box far out keeps its digits.
+    upper = norm.sf(w, cond_mean, cond_sd) - norm.sf(w + 1, cond_mean, cond_sd)
+    lower = norm.cdf(w + 1, cond_mean, cond_sd) - norm.cdf(w, cond_mean, cond_sd)
+    mass = np.where(w > cond_mean, upper, lower)
+    return norm.logpdf(h, mean[0], math.sqrt(cov[0, 0])) + np.log(mass)
+
+
+def rotated_kde_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
+    """Version 2's kernel density: kernels N(p_i, H), H = h^2 A^T A with A = W^-1 diag(scale),
+    W the file's rotation: the mean of multivariate normals, by scipy."""
+    params, prep = plain["params"], plain["preprocessing"]
+    A = np.linalg.inv(params["rotation"]) * prep["scale"][None, :]
+    H = params["bandwidth"] ** 2 * (A.T @ A)
+    P = training_rows(plain)
+    logs = np.array([multivariate_normal(p, H).logpdf(Q) for p in P])
+    return logsumexp(logs, axis=0) - math.log(len(P))
+
+
+def reference(plain: dict, family: str, Q: np.ndarray) -> np.ndarray:
+    if family == "gmm":
+        return (
+            discrete_gmm_reference(plain, Q)
+            if "discrete_columns" in plain
+            else (gmm_reference(plain, Q))
+        )
+    return (
+        rotated_kde_reference(plain, Q)
+        if "rotation" in plain["params"]
+        else (kde_reference(plain, Q))
+    )
+
+
 def kde_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
     """log of (1/n) sum_i prod_j N(x_j; p_ij, (h s_j)^2): every Gaussian kernel summed."""
     params, prep = plain["params"], plain["preprocessing"]
@@ -101,21 +146,24 @@ def test_fixture_loads_and_scores_like_its_parameters_say(path):
     assert model.family == family
     assert model.columns == ["height", "weight"]
     Q = query_rows(int(version))
-    reference = gmm_reference(plain, Q) if family == "gmm" else kde_reference(plain, Q)
+    expected = reference(plain, family, Q)
     # A KDE is scored within 1e-6 relative density by default (atol 1e-6 in the log).
     atol = 1e-9 if family == "gmm" else 1e-6
-    np.testing.assert_allclose(model.score_samples(Q), reference, rtol=1e-12, atol=atol)
+    np.testing.assert_allclose(model.score_samples(Q), expected, rtol=1e-12, atol=atol)
     # Rows named in another order are matched by name.
     frame = pd.DataFrame({"weight": Q[:, 1], "height": Q[:, 0]})
-    np.testing.assert_allclose(model.score_samples(frame), reference, rtol=1e-12, atol=atol)
+    np.testing.assert_allclose(model.score_samples(frame), expected, rtol=1e-12, atol=atol)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_fixture_samples_look_like_its_training_rows(path):
     version = int(NAME.fullmatch(path.name)[1])
     X = training_rows(raw(FIXTURES / f"model_v{version}_kde.pkl"))
-    draws = gencli.load(path).sample(20_000, seed=1)
+    model = gencli.load(path)
+    X[:, model.discrete] = np.floor(X[:, model.discrete])  # whole numbers are drawn as such
+    draws = model.sample(20_000, seed=1)
     assert draws.shape == (20_000, 2) and np.all(np.isfinite(draws))
+    np.testing.assert_array_equal(draws[:, model.discrete], np.floor(draws[:, model.discrete]))
     # Within a tenth of a standard deviation (the sampling error is ~0.01 of one).
     assert np.all(np.abs(draws.mean(axis=0) - X.mean(axis=0)) < 0.1 * X.std(axis=0))
     np.testing.assert_allclose(draws.std(axis=0), X.std(axis=0), rtol=0.2)
@@ -180,3 +228,20 @@ def test_nonsense_format_version_is_refused(version, tmp_path):
     plain["format_version"] = version
     with pytest.raises(ModelFileError, match="no format version"):
         modelfile.loads(pickle.dumps(plain, protocol=4), "odd.pkl")
+
+
+def test_a_model_without_version_2_features_is_still_written_as_version_1(tmp_path: Path):
+    """So an older gencli keeps reading it; one with them says version 2 (older gencli then
+    asks for an upgrade instead of misreading the rotation or the discrete columns)."""
+    rows = np.random.default_rng(0).normal(size=(60, 2))
+    gencli.fit(rows, "gmm", components=1, validation=0.0).save(tmp_path / "plain.pkl")
+    assert raw(tmp_path / "plain.pkl")["format_version"] == 1
+    whole = np.column_stack([rows[:, 0], np.floor(3 * rows[:, 1])])
+    gencli.fit(whole, "gmm", components=1, discrete="auto", validation=0.0).save(
+        tmp_path / "discrete.pkl"
+    )
+    assert raw(tmp_path / "discrete.pkl")["format_version"] == 2
+    plain = raw(tmp_path / "discrete.pkl")
+    plain["format_version"] = 1  # a version-1 file cannot hold discrete columns
+    with pytest.raises(ModelFileError, match="format 1 cannot hold"):
+        modelfile.from_plain(plain, "discrete.pkl")

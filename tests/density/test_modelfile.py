@@ -65,7 +65,7 @@ def test_file_holds_only_plain_data_and_numpy_arrays(models, tmp_path: Path) -> 
         }
         plain = pickle.loads(payload)  # the file is an ordinary pickle for anyone to read
         assert plain["format"] == "gencli-model"
-        assert plain["format_version"] == modelfile.FORMAT_VERSION
+        assert plain["format_version"] == 1  # nothing in it needs version 2
         meta = plain["metadata"]
         for key in ("gencli_version", "sklearn_version", "numpy_version", "rows", "data_sha256"):
             assert key in meta
