@@ -24,7 +24,6 @@ from gencli.cli.options import (
     seed_option,
 )
 from gencli.cli.output import emit, number, say_unless
-from gencli.fitting.names import candidate_name
 
 # Options that belong to one family only; giving one to the other family is a usage error.
 FOREIGN_OPTIONS = {
@@ -346,6 +345,8 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
 
 def _auto_lines(selection: dict[str, Any]) -> list[str]:
     """Why the winner won: the method, and the best of each family with its CV score."""
+    from gencli.fitting.names import candidate_name
+
     candidates = selection["candidates"]
     scored = [c for c in candidates if c["status"] == "ok"]
     lines = [

@@ -25,9 +25,7 @@ def is_discrete(column: np.ndarray) -> bool:
     """Whole numbers only, and at most MAX_DISTINCT distinct ones."""
     if not np.all(np.isfinite(column)) or not np.all(column == np.floor(column)):
         return False
-    return np.unique(column[:1_000_000]).size <= MAX_DISTINCT and (
-        column.size <= 1_000_000 or np.unique(column).size <= MAX_DISTINCT
-    )
+    return bool(np.unique(column).size <= MAX_DISTINCT)
 
 
 def discrete_columns(

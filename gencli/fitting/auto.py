@@ -26,13 +26,12 @@ import functools
 import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gencli.errors import FitError, Stopped
+from gencli.errors import FitError
 from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde
 
 ALL_FOLDS_ROWS = 5_000
@@ -379,18 +378,17 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(tasks: list[Callable[[], Any]], workers: int) -> list[Any]:
-    """Every task's result, in task order; side by side on ``workers`` threads."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [task() for task in tasks]
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="gencli-candidate")
-    stopping = False
-    try:
-        return [future.result() for future in [pool.submit(task) for task in tasks]]
-    except (Stopped, MemoryError):
-        stopping = True
-        raise
-    finally:
-        pool.shutdown(wait=not stopping, cancel_futures=True)
+    """Every task's result, in task order; side by side on ``workers`` threads (stopped at
+    once by a stop signal, see :func:`gencli.density.families.kde_exact.run_in_threads`)."""
+    from gencli.density.families.kde_exact import run_in_threads
+
+    results: list[Any] = [None] * len(tasks)
+
+    def work(index: int) -> None:
+        results[index] = tasks[index]()
+
+    run_in_threads(work, range(len(tasks)), workers)
+    return results
 
 
 def _fit_winner(rows: Rows, settings: dict[str, Any], winner: dict[str, Any]) -> dict[str, Any]:

@@ -213,16 +213,6 @@ def test_help_shows_the_examples_block() -> None:
     assert "Examples:\n    gencli curse\n    gencli curse --dims 1,2,10,100,1000" in result.stdout
 
 
-def test_importing_the_command_loads_no_heavy_library() -> None:
-    code = (
-        "import sys, gencli.cli.main, gencli.cli.curse; "
-        "heavy = {'numpy', 'scipy', 'matplotlib', 'sklearn', 'pandas'} & set(sys.modules); "
-        "print(sorted(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 def test_a_real_pipe_carries_only_json() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gencli", "curse", "--dims", "1,3", "--json", *SMALL],

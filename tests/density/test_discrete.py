@@ -140,14 +140,16 @@ def test_the_command_line_says_which_columns_are_discrete_and_refuses_what_canno
     rows = np.loadtxt(drawn.stdout.splitlines()[1:], delimiter=",")
     np.testing.assert_array_equal(rows[:, :2], np.floor(rows[:, :2]))
     for args, fragment in [
-        (["--model", "gmm", "--covariance", "full"], "--covariance diag or spherical"),
-        (["--model", "kde", "--kernel", "tophat"], "only the gaussian kernel"),
+        (["--model", "gmm", "--covariance", "full", "--discrete", "auto"], "diag or spherical"),
+        (["--model", "kde", "--kernel", "tophat", "--discrete", "auto"], "only the gaussian"),
+        (["--discrete", "nope"], "--discrete: no column 'nope' in d.csv"),
+        (["--discrete", "c"], "--discrete: column 'c' of d.csv holds"),
     ]:
-        refused = gencli_run(
-            "fit", "d.csv", *args, "--discrete", "auto", "-o", "r.pkl", cwd=tmp_path
-        )
+        refused = gencli_run("fit", "d.csv", *args, "-o", "r.pkl", cwd=tmp_path)
         assert refused.returncode == 1 and fragment in refused.stderr, refused.stderr
-        assert "columns a, b hold whole numbers" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        if "auto" in args:
+            assert "columns a, b hold whole numbers" in refused.stderr
         assert "Traceback" not in refused.stderr and not (tmp_path / "r.pkl").exists()
 
 
