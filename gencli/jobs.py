@@ -106,6 +106,7 @@ def fit_record(
         "discrete_columns": list(meta.get("discrete_columns", [])),
         "mean_log_likelihood": meta["train_mean_log_likelihood"],
         "bits_per_dimension": meta["train_bits_per_dimension"],
+        "train_estimate": meta.get("train_estimate"),
         "validation": meta.get("validation"),
         "selection": meta.get("selection"),
         "fixes": list(meta.get("fixes", [])),

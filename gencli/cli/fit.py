@@ -23,7 +23,7 @@ from gencli.cli.options import (
     quiet_option,
     seed_option,
 )
-from gencli.cli.output import emit, number, say_unless
+from gencli.cli.output import emit, estimate_note, number, say_unless
 
 # Options that belong to one family only; giving one to the other family is a usage error.
 FOREIGN_OPTIONS = {
@@ -335,6 +335,7 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
             f"({validation['heldout_rows']} rows the chosen fit never saw)"
         )
     refit_note = "" if validation is None or validation["refit"] else ", not refitted"
+    refit_note += estimate_note(record.get("train_estimate"))
     lines += [
         f"train      mean log-likelihood {record['mean_log_likelihood']:.4f} nats/row, "
         f"{record['bits_per_dimension']:.4f} bits/dim (data units{refit_note})",

@@ -22,6 +22,7 @@ from gencli.cli.options import (
     quiet_option,
     seed_option,
 )
+from gencli.cli.output import estimate_note
 from gencli.errors import ModelFileError
 from gencli.io.console import out, say
 
@@ -139,7 +140,8 @@ def _inspect_lines(info: dict[str, Any]) -> list[str]:
         f"{meta.get('source', '?')}, seed {meta.get('seed')}, "
         f"{'standardized' if meta.get('standardized', True) else 'not standardized'}",
         f"fit        training mean log-likelihood {_fmt(meta.get('train_mean_log_likelihood'))} "
-        f"nats/row, {_fmt(meta.get('train_bits_per_dimension'))} bits/dim",
+        f"nats/row, {_fmt(meta.get('train_bits_per_dimension'))} bits/dim"
+        + estimate_note(meta.get("train_estimate")),
         f"versions   gencli {meta.get('gencli_version')}, scikit-learn "
         f"{meta.get('sklearn_version')}, numpy {meta.get('numpy_version')}, python "
         f"{meta.get('python_version')}",

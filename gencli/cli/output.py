@@ -44,3 +44,13 @@ def emit(summary_lines: list[str], data: dict[str, Any], as_json: bool, to_stder
 
 def number(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def estimate_note(estimate: dict[str, Any] | None) -> str:
+    """How a training likelihood scored on a sample of the rows was estimated."""
+    if not estimate:
+        return ""
+    return (
+        f"; estimated on {estimate['rows_scored']:,} of {estimate['rows']:,} rows, "
+        f"standard error {estimate['standard_error']:.4f}"
+    )

@@ -27,12 +27,15 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gencli.errors import FitError
 from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde
+
+if TYPE_CHECKING:
+    from gencli.density.families.kde_folds import FoldSums
 
 ALL_FOLDS_ROWS = 5_000
 SCORED_ROWS = 4_000
@@ -40,7 +43,6 @@ BANDWIDTH_SEARCH_ROWS = 3_000
 PATIENCE = 2
 # A mixture this many standard errors below the leader on the first fold runs no further.
 RACE_MARGIN = 3.0
-EXACT_PAIRS = 4_000_000
 # Bandwidths closer than 1% score alike: the search stops there.
 BANDWIDTH_XATOL = 0.01
 # A held-out row of density zero (no compact kernel reaches it) counts this many nats below
@@ -129,15 +131,11 @@ def _gmm_scores(
 FoldSpace = tuple[np.ndarray, np.ndarray, float]
 
 
-def _kde_scores(spaces: list[FoldSpace], kernel: str, bandwidth: float) -> np.ndarray:
-    from gencli.density.families.kde_scoring import log_density
-
-    parts = []
-    for fitted, scored, jacobian in spaces:
-        # Few pairs: the exact sum has no set-up cost to amortize (cells and trees do).
-        mode = "exact" if len(fitted) * len(scored) <= EXACT_PAIRS else "fast"
-        parts.append(log_density(fitted, scored, kernel, bandwidth, mode=mode) + jacobian)
-    return np.concatenate(parts)
+def _kde_scores(sums: FoldSums, spaces: list[FoldSpace], kernel: str, h: float) -> np.ndarray:
+    parts = sums.log_density(kernel, h)
+    return np.concatenate(
+        [part + jacobian for part, (_, _, jacobian) in zip(parts, spaces, strict=True)]
+    )
 
 
 def _fold_spaces(
@@ -183,34 +181,40 @@ def _kde_candidate(
     spaces = _fold_spaces(Z, folds, rotate, log_jacobian)
     if spaces is None or (rotate and kde.whitening(Z) is None):
         return record | {"status": "skipped: the columns are (nearly) collinear"}
+    from gencli.density.families.kde_folds import FoldSums
+
+    sums = FoldSums([(fitted, scored) for fitted, scored, _ in spaces])
     if bandwidth == "cv":
-        h = _cv_bandwidth(spaces, folds, kernel, seed)
+        h = _cv_bandwidth(sums, spaces, folds, kernel, seed)
     else:
         h, _rule = kde.choose_bandwidth(spaces[0][0], bandwidth, kernel)
-    return record | {"bandwidth": h, "status": "ok", "scores": _kde_scores(spaces, kernel, h)}
+    scores = _kde_scores(sums, spaces, kernel, h)
+    return record | {"bandwidth": h, "status": "ok", "scores": scores}
 
 
-def _cv_bandwidth(spaces: list[FoldSpace], folds: Folds, kernel: str, seed: int | None) -> float:
+def _cv_bandwidth(
+    sums: FoldSums, spaces: list[FoldSpace], folds: Folds, kernel: str, seed: int | None
+) -> float:
     """The bandwidth that maximizes the folds' mean log-likelihood. On many rows it is
     found on a seeded sample of ``BANDWIDTH_SEARCH_ROWS`` of the fold's fitted rows (5
     folds) and scaled to the fold's size by the rate n^(-1/(d+4)) every bandwidth rule
     shares."""
-    from gencli.fitting.selection import cv_folds, cv_log_likelihood, search_bandwidth
+    from gencli.fitting.selection import cv_folds, cv_log_likelihood, fold_sums, search_bandwidth
 
     first = spaces[0][0]
     n, d = first.shape
     if len(folds.pairs) == folds.cut_into:
         objective: Callable[[float], float] = lambda h: float(  # noqa: E731
-            np.mean(_floored(_kde_scores(spaces, kernel, h)))
+            np.mean(_floored(_kde_scores(sums, spaces, kernel, h)))
         )
         return search_bandwidth(objective, first, kernel, xatol=BANDWIDTH_XATOL)
     sample = np.random.default_rng(seed).choice(
         n, size=min(n, BANDWIDTH_SEARCH_ROWS), replace=False
     )
     small = first[np.sort(sample)]
-    small_folds = cv_folds(small.shape[0], 5, seed)
+    small_sums = fold_sums(small, cv_folds(small.shape[0], 5, seed))
     h = search_bandwidth(
-        lambda h: cv_log_likelihood(small, kernel, h, small_folds),
+        lambda h: cv_log_likelihood(small_sums, kernel, h, small.shape[0]),
         small,
         kernel,
         xatol=BANDWIDTH_XATOL,

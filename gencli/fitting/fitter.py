@@ -30,7 +30,7 @@ from gencli.density.preprocess import (
     standardize,
 )
 from gencli.errors import FitError, ResourceError
-from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde
+from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde, training_rows_scored
 from gencli.fitting.selection import Listener
 from gencli.io.data import Table, as_table
 
@@ -242,9 +242,13 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         discrete=discrete,
     )
     train_scores = outcome["train_log_density"]
+    # A kernel density reports its training likelihood on a sample of the rows (an n^2
+    # sum otherwise): the estimate and its standard error are recorded and shown.
+    sampled = outcome.get("train_rows", 0) > len(train_scores)
     if discrete:  # the fit's own scores are densities of x + U[0, 1): score the rows' boxes
         X = X_raw
-        log_density = result.score_samples(X)
+        sample = training_rows_scored(table.n_rows, seed) if sampled else slice(None)
+        log_density = result.score_samples(X[sample])
         measured = DensityModel(
             result.family,
             outcome["measured_params"],
@@ -254,10 +258,12 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             discrete=discrete,
         )
         train_part = X if valid_rows is None else X[train_rows]
+        if sampled:
+            train_part = train_part[training_rows_scored(len(train_part), seed)]
         outcome["train_log_density"] = measured.score_samples(train_part)
         if valid_rows is not None:
             outcome["heldout_log_density"] = measured.score_samples(X[valid_rows])
-    elif train_scores is not None and len(train_scores) == table.n_rows:
+    elif train_scores is not None and (sampled or len(train_scores) == table.n_rows):
         log_density = np.asarray(train_scores)  # the final fit's own rows: no second E-step
     else:
         log_density = result.score_samples(X)
@@ -267,6 +273,13 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             "try standardizing, a larger bandwidth or a larger --reg-covar"
         )
     summary = log_likelihood_summary(log_density, table.n_columns)
+    estimate = None
+    if sampled:
+        estimate = {
+            "rows_scored": int(log_density.size),
+            "rows": int(outcome["train_rows"]),
+            "standard_error": sample_mean_error(log_density, int(outcome["train_rows"])),
+        }
     validation_record = None
     quantiles = None
     if Z_valid is not None:
@@ -275,6 +288,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         validation_record = _validation_record(
             validation, train_scores, heldout, refit and outcome["refitted"], table.n_columns
         )
+        if sampled:
+            validation_record["train_rows"] = int(outcome["train_rows"])
         finite = heldout[np.isfinite(heldout)]
         if finite.size:
             quantiles = {
@@ -297,6 +312,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "discrete_columns": [table.columns[j] for j in discrete],
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
+        "train_estimate": estimate,
         "validation": validation_record,
         "selection": outcome["selection"],
         "fixes": outcome["fixes"],
@@ -382,6 +398,15 @@ def _rows_needed(model: str, options: dict[str, Any]) -> tuple[int, str]:
     if len(ks) == 1:
         return max(2, smallest), f"a {smallest}-component mixture"
     return max(2, smallest), f"the smallest mixture searched ({smallest} components)"
+
+
+def sample_mean_error(values: np.ndarray, population: int) -> float:
+    """Standard error of the mean of ``values``, a sample without replacement from
+    ``population`` rows (with the finite-population correction)."""
+    k = values.size
+    if k < 2:
+        return float("nan")
+    return float(np.std(values, ddof=1) / np.sqrt(k) * np.sqrt(max(0.0, 1 - k / population)))
 
 
 def _validation_record(

@@ -16,12 +16,15 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gencli.density.families import gmm, kde
 from gencli.errors import FitError, Stopped
+
+if TYPE_CHECKING:
+    from gencli.density.families.kde_folds import FoldSums
 
 AUTO_COMPONENTS = range(1, 11)
 CRITERIA = ("bic", "aic", "heldout")
@@ -266,19 +269,24 @@ def cv_folds(n_rows: int, folds: int, seed: int | None) -> list[np.ndarray]:
     return [test for _, test in splitter.split(np.zeros((n_rows, 1)))]
 
 
-def cv_log_likelihood(
-    Z: np.ndarray, kernel: str, bandwidth: float, folds: list[np.ndarray]
-) -> float:
-    """Mean held-out log-likelihood per row (standardized units) over the folds."""
-    from gencli.density.families.kde_scoring import log_density
-
+def cv_log_likelihood(sums: FoldSums, kernel: str, bandwidth: float, n_rows: int) -> float:
+    """Mean held-out log-likelihood per row (standardized units) over the folds of ``sums``."""
     total = 0.0
+    for scores in sums.log_density(kernel, bandwidth):
+        total += float(np.sum(np.maximum(scores, UNREACHED_LOG_DENSITY)))
+    return total / n_rows
+
+
+def fold_sums(Z: np.ndarray, folds: list[np.ndarray]) -> FoldSums:
+    """Each fold's fitted and held-out rows, ready to be scored at many bandwidths."""
+    from gencli.density.families.kde_folds import FoldSums
+
+    pairs = []
     for test in folds:
         train = np.ones(Z.shape[0], dtype=bool)
         train[test] = False
-        scores = log_density(Z[train], Z[test], kernel, bandwidth)
-        total += float(np.sum(np.maximum(scores, UNREACHED_LOG_DENSITY)))
-    return total / Z.shape[0]
+        pairs.append((Z[train], Z[test]))
+    return FoldSums(pairs)
 
 
 def select_bandwidth(
@@ -293,11 +301,11 @@ def select_bandwidth(
 ) -> tuple[float, list[Candidate]]:
     """The bandwidth that maximises the k-fold cross-validated log-likelihood (searched by
     :func:`search_bandwidth`), and every bandwidth tried with its score."""
-    fold_rows = cv_folds(Z.shape[0], folds, seed)
+    sums = fold_sums(Z, cv_folds(Z.shape[0], folds, seed))
     history: list[Candidate] = []
 
     def objective(h: float) -> float:
-        value = cv_log_likelihood(Z, kernel, h, fold_rows)
+        value = cv_log_likelihood(sums, kernel, h, Z.shape[0])
         record = {"bandwidth": h, "cv_mean_log_likelihood": value + log_jacobian, "chosen": False}
         history.append(record)
         if on_candidate is not None:

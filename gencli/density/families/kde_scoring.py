@@ -26,18 +26,31 @@ All functions work in the estimator's (standardized) space and return natural lo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from gencli.density.families.kde_cells import CELL_SPLIT, cell_log_sums
-from gencli.density.families.kde_exact import exact_log_density, total_weight
+from gencli.density.families.kde_exact import FAST_RTOL, exact_log_density, total_weight
 from gencli.density.families.kde_grid import approx_log_density
 from gencli.density.families.kde_repeats import distinct_points, distinct_rows
-from gencli.density.families.kde_tree import fast_log_density
+from gencli.density.families.kde_tree import FAST_MAX_DIM, fast_log_density, pairs_within_reach
 from gencli.density.families.kernels import log_normalizer
 
 _FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows in full wins
+_SMALL_PAIRS = 4_000_000  # below this many kernels the exact sum takes milliseconds: no pilot
+# Rows of the sample each path is timed on: enough kernels that the exact sum's fixed
+# cost (10 ms: threads, tiles) is a small part of its time, at most an eighth of the rows.
+_PILOT_PAIRS = 8_000_000
+_PILOT_MIN = 16
+# The tree's time per row on the sample was 0.75-0.8 of its time per row on all rows
+# (5-D, 20k rows: its chunks search to their widest row's radius), so it must win by this.
+_TREE_MARGIN = 1.3
+_HOPELESS = 4.0  # a tree this many times slower on a few rows (fixed costs and all) is dropped
+# When the tolerance radius takes in this share of the points, the tree's pairs (each dearer
+# than a pair of the exact sum) cannot win: it is not even timed.
+_SURELY_DENSE = 0.5
 
 
 def default_log_density(
@@ -66,7 +79,88 @@ def default_log_density(
             elif left.size:
                 out[left] = exact_log_density(points, Z[left], kernel, bandwidth, weights=weights)
             return out
-    return fast_log_density(points, Z, kernel, bandwidth, cache=cache, weights=weights)
+    return measured_path_log_density(points, Z, kernel, bandwidth, cache=cache, weights=weights)
+
+
+def measured_path_log_density(
+    points: np.ndarray,
+    Z: np.ndarray,
+    kernel: str,
+    bandwidth: float,
+    *,
+    cache: dict[str, Any] | None = None,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """The exact sum or the tree, whichever is quicker on this data, measured on it.
+
+    Neither wins everywhere: the tree prunes the far points of narrow kernels, but where
+    the tolerance radius takes in a large share of the points (Scott's bandwidth from
+    about d = 3) its per-pair cost loses to the blocked exact sum. So a seeded sample of
+    the rows is scored both ways first, timed, and the rest goes the quicker way; the
+    sample's exact scores are kept. The choice is remembered in ``cache`` (one model, the
+    next chunks of the same stream). Small jobs are summed exactly at once.
+    """
+    n, d = points.shape
+    m = Z.shape[0]
+    key = ("kde_path", kernel, bandwidth)  # the quicker path depends on the bandwidth
+    chosen = cache.get(key) if cache is not None else None  # type: ignore[call-overload]
+    if chosen is None and (d > FAST_MAX_DIM or m * n <= _SMALL_PAIRS or m < 8 * _PILOT_MIN):
+        return exact_log_density(points, Z, kernel, bandwidth, weights=weights, rtol=FAST_RTOL)
+    if chosen is not None:
+        path, pairs = chosen
+        if path == "exact":
+            return exact_log_density(points, Z, kernel, bandwidth, weights=weights, rtol=FAST_RTOL)
+        return fast_log_density(
+            points, Z, kernel, bandwidth, cache=cache, weights=weights, pairs_per_row=pairs
+        )
+    size = max(_PILOT_MIN, min(_PILOT_PAIRS // max(n, 1), m // 8))
+    order = np.random.default_rng(0).permutation(m)
+    out = np.empty(m)
+    pilot = np.sort(order[:size])
+    started = time.perf_counter()
+    out[pilot] = exact_log_density(
+        points, Z[pilot], kernel, bandwidth, weights=weights, rtol=FAST_RTOL
+    )
+    exact_per_row = (time.perf_counter() - started) / size
+    pairs = pairs_within_reach(points, Z[pilot], kernel, bandwidth, cache=cache, weights=weights)
+    done = size
+    path = "exact"
+    if pairs < _SURELY_DENSE * n:
+        # Then as many other rows by the tree, a sixteenth first: a tree far behind on
+        # those is not timed further. Its scores are kept too. Its cost per row is not the
+        # pairs: in 5-D a search that finds 10 points may visit thousands of nodes.
+        for share, behind in ((max(1, size // 16), _HOPELESS), (size, 1.0)):
+            tried = np.sort(order[done : done + share])
+            started = time.perf_counter()
+            out[tried] = fast_log_density(
+                points,
+                Z[tried],
+                kernel,
+                bandwidth,
+                cache=cache,
+                weights=weights,
+                pairs_per_row=pairs,
+            )
+            done += tried.size
+            tree_per_row = (time.perf_counter() - started) / max(tried.size, 1)
+            if _TREE_MARGIN * tree_per_row > behind * exact_per_row:
+                break
+        else:
+            path = "tree"
+    if cache is not None:
+        cache[key] = (path, pairs)  # type: ignore[index]
+    rest = np.sort(order[done:])
+    if rest.size == 0:
+        return out
+    if path == "exact":
+        out[rest] = exact_log_density(
+            points, Z[rest], kernel, bandwidth, weights=weights, rtol=FAST_RTOL
+        )
+    else:
+        out[rest] = fast_log_density(
+            points, Z[rest], kernel, bandwidth, cache=cache, weights=weights, pairs_per_row=pairs
+        )
+    return out
 
 
 def log_density(
