@@ -1,6 +1,6 @@
 """Measure gencli against the plain scikit-learn scripts it replaces, target by target.
 
-Usage: python benchmarks/run.py [--quick] [--repeat N] [--json PATH] [--only NAME ...]
+Usage: python benchmarks/run.py [--quick] [--repeat N] [--json PATH] [--only NAME ...] [--long]
 
 Both sides run as real subprocesses (interpreter start-up, imports and file I/O count),
 alternating, N times each; the table gives medians, the ratio, the issue's target, an
@@ -24,8 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench_gmm_memory import bench_gmm_memory
 from bench_harness import FAILED, FULL, INFO, MET, NOT_AVAILABLE, QUICK, Bench, Check, summary_table
 from bench_kde import bench_kde
+from bench_kde_dims import bench_kde_dims
 from bench_paths import (
     bench_auto,
     bench_default,
@@ -40,13 +42,18 @@ HERE = Path(__file__).resolve().parent
 PATHS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "help": ("start-up: --help and --version", bench_help),
     "gmm": ("fit a Gaussian mixture end to end", bench_gmm_fit),
+    "gmm1m": ("fit a mixture to a million rows: time and peak memory", bench_gmm_memory),
     "default": ("the default fit (auto) against the previous default (gmm)", bench_default),
     "kde2": ("score with a KDE, 2-D", lambda bench: bench_kde(bench, 2)),
     "kde1": ("score with a KDE, 1-D", lambda bench: bench_kde(bench, 1)),
+    "kdedims": ("score with a KDE in 1..10 dimensions against every tool", bench_kde_dims),
     "auto": ("choose K in 1..10 by BIC", bench_auto),
     "stream": ("score and sample in constant memory", bench_streaming),
     "read": ("read a CSV", bench_read),
 }
+
+# Run only when named by --only or asked for with --long: they take an hour or more.
+LONG = ("kdedims", "gmm1m")
 
 
 def machine() -> dict[str, Any]:
@@ -80,6 +87,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="runs per command (default 3, quick 1)")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--only", nargs="+", choices=list(PATHS), help="run only these paths")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"also run the long paths ({', '.join(LONG)}: an hour or more at full size)",
+    )
     parser.add_argument(
         "--data", type=Path, default=HERE / ".data", help="cache of generated data sets"
     )
@@ -121,7 +133,8 @@ def main(argv: list[str]) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="gencli-bench-") as work:
         bench = Bench(sizes, repeat, args.data, Path(work))
-        for name in [name for name in PATHS if not args.only or name in args.only]:
+        chosen = args.only or [name for name in PATHS if args.long or name not in LONG]
+        for name in [name for name in PATHS if name in chosen]:
             title, run = PATHS[name]
             print(f"\n== {title} ==", flush=True)
             start = time.perf_counter()

@@ -70,11 +70,14 @@ def fit_file(
     )
     from gencli.fitting.fitter import fit  # not at the top: score and sample never need it
 
+    summary = data_summary(table)  # before the fit, which may standardize the rows in place
+    # With no report to draw the rows, they are the fit's to overwrite (a copy fewer).
+    options["overwrite_data"] = report is None
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
     if loader is not None:
         loader.join()
     fitted.save(output)
-    record = fit_record(fitted, table, output, time.perf_counter() - started)
+    record = fit_record(fitted, table, output, time.perf_counter() - started, summary)
     record["notes"] = list(table.notes)
     if report is not None:
         from gencli.reports.files import write_report
@@ -86,14 +89,19 @@ def fit_file(
 
 
 def fit_record(
-    fitted: DensityModel, table: Table, output: str | os.PathLike[str], seconds: float
+    fitted: DensityModel,
+    table: Table,
+    output: str | os.PathLike[str],
+    seconds: float,
+    summary: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Everything worth knowing about a fit, as plain data (see :func:`fit_file`)."""
-    from gencli.density.preprocess import column_moments
-    from gencli.fitting.fitter import bandwidth_in_data_units
+    """Everything worth knowing about a fit, as plain data (see :func:`fit_file`);
+    ``summary`` is :func:`data_summary` of the rows as read (default: of ``table`` now)."""
+    from gencli.density.modelinfo import bandwidth_in_data_units
 
     meta = fitted.metadata
-    X = table.values
+    discrete = meta.get("discrete_columns", [])
+    columns = data_summary(table) if summary is None else summary
     return {
         "model_file": str(output),
         "family": fitted.family,
@@ -112,21 +120,8 @@ def fit_record(
         "fixes": list(meta.get("fixes", [])),
         "warnings": list(meta.get("warnings", [])),
         "data_summary": [
-            {
-                "name": name,
-                "kind": "discrete" if name in meta.get("discrete_columns", []) else "continuous",
-                "mean": float(mean),
-                "std": float(std),
-                "min": float(low),
-                "max": float(high),
-            }
-            for name, mean, std, low, high in zip(
-                table.columns,
-                *column_moments(X),  # finite for values near 1e308, whose sum overflows
-                X.min(axis=0),
-                X.max(axis=0),
-                strict=True,
-            )
+            column | {"kind": "discrete" if column["name"] in discrete else "continuous"}
+            for column in columns
         ],
         "seconds": seconds,
         "data_sha256": meta["data_sha256"],
@@ -138,6 +133,29 @@ def fit_record(
         },
         "bandwidth_data_units": bandwidth_in_data_units(fitted),
     }
+
+
+def data_summary(table: Table) -> list[dict[str, Any]]:
+    """Each column's name, mean, standard deviation, least and largest value."""
+    from gencli.density.preprocess import column_moments
+
+    X = table.values
+    return [
+        {
+            "name": name,
+            "mean": float(mean),
+            "std": float(std),
+            "min": float(low),
+            "max": float(high),
+        }
+        for name, mean, std, low, high in zip(
+            table.columns,
+            *column_moments(X),  # finite for values near 1e308, whose sum overflows
+            X.min(axis=0),
+            X.max(axis=0),
+            strict=True,
+        )
+    ]
 
 
 def score_file(

@@ -236,3 +236,13 @@ def _self_check(model: DensityModel, report: dict[str, Any]) -> None:
             f"self-check failed: {bad} of {_SELF_CHECK_ROWS} rows sampled from the model have a "
             "non-finite log-density; refit the model"
         )
+
+
+def bandwidth_in_data_units(model: DensityModel) -> dict[str, float] | None:
+    """A KDE's bandwidth per column in the data's own units (bandwidth x column scale)."""
+    if model.family != "kde":
+        return None
+    from gencli.density.families.kde import bandwidth_matrix
+
+    per_column = np.sqrt(np.diag(bandwidth_matrix(model.params, model.scale)))
+    return {c: float(b) for c, b in zip(model.columns, per_column, strict=True)}

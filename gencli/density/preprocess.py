@@ -112,10 +112,25 @@ def refuse_tails_past_the_double_range(
         )
 
 
-def standardize(X: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """(X - shift) / scale, exact where the difference overflows (it is taken in halves)."""
+def standardize(
+    X: np.ndarray, shift: np.ndarray, scale: np.ndarray, *, in_place: bool = False
+) -> np.ndarray:
+    """(X - shift) / scale, exact where the difference overflows (it is taken in halves).
+
+    ``in_place`` writes it over X (the caller gives X up) unless a difference could
+    overflow, which needs X's values to redo it in halves.
+    """
+    if in_place and X.flags.writeable and X.dtype == np.float64 and X.size:
+        bound = max(abs(float(X.max())), abs(float(X.min())), float(np.max(np.abs(shift))))
+        if bound < 8e307:  # |x - shift| < 1.6e308: no difference overflows
+            X -= shift
+            X /= scale
+            return X
     with np.errstate(over="ignore", invalid="ignore"):
-        Z = (X - shift) / scale
+        Z = np.subtract(X, shift)  # in place from here: one n x d array, not two at once
+        Z /= scale
+    if np.all(np.isfinite(Z)):
+        return Z
     wrong = ~np.isfinite(Z) & np.isfinite(X)
     if np.any(wrong):
         rows, cols = np.nonzero(wrong)

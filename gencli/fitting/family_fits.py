@@ -164,13 +164,14 @@ def _fit_gmm_in_session(
         "max_iter": int(estimator.max_iter),
         "n_init": int(estimator.n_init),
     }
-    train_scores = estimator.score_samples(Z_train) + log_jacobian
-    heldout = estimator.score_samples(Z_valid) + log_jacobian if Z_valid is not None else None
-    measured = gmm.to_params(estimator)  # the fit the held-out rows measure
     refitted = refit and Z_valid is not None
+    # The training rows are scored by the final fit only (a refit's rows are every row).
+    train_scores = None if refitted else gmm.score_rows(estimator, Z_train) + log_jacobian
+    heldout = gmm.score_rows(estimator, Z_valid) + log_jacobian if Z_valid is not None else None
+    measured = gmm.to_params(estimator)  # the fit the held-out rows measure
     if refitted:
         estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
-        train_scores = estimator.score_samples(Z) + log_jacobian
+        train_scores = gmm.score_rows(estimator, Z) + log_jacobian
     warnings = []
     if not estimator.converged_:
         warnings.append(
@@ -283,6 +284,15 @@ def training_rows_scored(n_rows: int, seed: int | None) -> slice | np.ndarray:
         return slice(None)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_rows, TRAIN_SCORED_ROWS, replace=False))
+
+
+def sample_mean_error(values: np.ndarray, population: int) -> float:
+    """Standard error of the mean of ``values``, a sample without replacement from
+    ``population`` rows (with the finite-population correction)."""
+    k = values.size
+    if k < 2:
+        return float("nan")
+    return float(np.std(values, ddof=1) / np.sqrt(k) * np.sqrt(max(0.0, 1 - k / population)))
 
 
 def load_libraries(model: str, settings: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ in :mod:`gencli.io.sources` (opening), :mod:`gencli.io.csvhead` and :mod:`gencli
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -104,6 +105,7 @@ def read_table(
         raw, notes = _read_raw(handle, fmt, header, names)
     finally:
         handle.close()
+    release_arrow_memory()
     table = select_columns(raw, names)
     if usecols is not None:
         picks = list(usecols(list(table.columns), table.named))
@@ -115,6 +117,19 @@ def read_table(
     table = require_numeric(table, hint=non_numeric_hint)
     table = require_finite(table, dropna=dropna, hint=missing_hint)
     return replace(table, notes=notes) if notes else table
+
+
+def release_arrow_memory() -> None:
+    """Give the memory Arrow freed after a whole-file read back to the system.
+
+    Arrow's allocator (mimalloc) keeps freed pages for later use: after reading a 1M x 10
+    CSV the process still held 104 MB of the text and the Arrow table it no longer
+    needed, through the whole fit (measured with /proc/self/statm). Nothing else of
+    Arrow's runs after the read, so those pages are returned at once.
+    """
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
 
 
 def _read_raw(

@@ -120,6 +120,28 @@ def _fit_once(Z: np.ndarray, options: dict[str, Any]) -> Any:
     return estimator
 
 
+_SCORE_BLOCK_ROWS = 1 << 16
+
+
+def score_rows(estimator: Any, Z: np.ndarray, workers: int = 2) -> np.ndarray:
+    """``estimator.score_samples(Z)`` in blocks of rows on ``workers`` threads.
+
+    In :func:`em_session` BLAS runs on one thread, so scoring a million training rows
+    after a fit used one core (5.7 s of a 45 s fit at 1M x 50); blocks also bound the
+    temporaries to a block's rows instead of a copy of Z per component.
+    """
+    from gencli.density.families.kde_exact import run_in_threads
+
+    out = np.empty(Z.shape[0])
+
+    def run(start: int) -> None:
+        stop = start + _SCORE_BLOCK_ROWS
+        out[start:stop] = estimator.score_samples(Z[start:stop])
+
+    run_in_threads(run, range(0, Z.shape[0], _SCORE_BLOCK_ROWS), workers)
+    return out
+
+
 def collapsed(estimator: Any, reg_covar: float | None = None) -> bool:
     """A component whose covariance has shrunk to the regularizer ``reg_covar`` (default:
     the estimator's own): a spike on a few rows, or on a column constant within it."""
