@@ -7,6 +7,7 @@ differences of every pair), independent of gencli's factored sums and tiling.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -96,19 +97,28 @@ def test_pairs_within_reach_is_a_count_of_points_inside_the_radius(kernel: str) 
     assert kde_tree.pairs_within_reach(points, queries, kernel, h) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("path", [None, "exact", "tree"])
+@pytest.mark.parametrize("path", [None, "trial", "exact", "tree"])
 @pytest.mark.parametrize("h", [0.05, 0.6])
 def test_the_measured_path_scores_every_row_once_within_the_tolerance(
-    path: str | None, h: float
+    path: str | None, h: float, monkeypatch
 ) -> None:
     """Whatever the timing decides (or a path remembered from a previous chunk), every row
-    is scored, by the pilot or by the path chosen after it, within FAST_RTOL."""
+    is scored, by the pilot or by the path chosen after it, within FAST_RTOL. 'trial':
+    the tree is timed on its share of the rows however short the exact sum would be."""
     points, queries = data(3000, 3, 12), data(2500, 3, 13)  # past the small-job shortcut
+    if path == "trial":
+        monkeypatch.setattr(kde_scoring, "_TREE_TRIAL_SECONDS", 0.0)
+        monkeypatch.setattr(kde_scoring, "_TREE_BUILT_SECONDS", 0.0)
     key = ("kde_path", "gaussian", h)
-    cache: dict = {} if path is None else {key: (path, 50.0)}
+    cache: dict = {key: (path, 50.0)} if path in ("exact", "tree") else {}
     got = kde_scoring.measured_path_log_density(points, queries, "gaussian", h, cache=cache)
     assert cache[key][0] in ("exact", "tree")
-    assert rel_error(got, direct(points, queries, h)) <= kde_exact.FAST_RTOL
+    assert rel_error(got, reference_3d(h)) <= kde_exact.FAST_RTOL
+
+
+@functools.cache
+def reference_3d(h: float) -> np.ndarray:
+    return direct(data(3000, 3, 12), data(2500, 3, 13), h)
 
 
 def test_the_default_mode_in_3d_and_up_matches_the_exact_mode() -> None:

@@ -26,6 +26,7 @@ All functions work in the estimator's (standardized) space and return natural lo
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -47,6 +48,10 @@ _PILOT_MIN = 16
 # The tree's time per row on the sample was 0.75-0.8 of its time per row on all rows
 # (5-D, 20k rows: its chunks search to their widest row's radius), so it must win by this.
 _TREE_MARGIN = 1.3
+# What trying the tree costs before it scores a row: importing scipy.spatial (0.3-0.4 s
+# measured, a third of a 10k x 10k 10-D exact run) or, once imported, building the tree.
+_TREE_TRIAL_SECONDS = 2.0
+_TREE_BUILT_SECONDS = 0.25
 _HOPELESS = 4.0  # a tree this many times slower on a few rows (fixed costs and all) is dropped
 # When the tolerance radius takes in this share of the points, the tree's pairs (each dearer
 # than a pair of the exact sum) cannot win: it is not even timed.
@@ -122,9 +127,15 @@ def measured_path_log_density(
         points, Z[pilot], kernel, bandwidth, weights=weights, rtol=FAST_RTOL
     )
     exact_per_row = (time.perf_counter() - started) / size
-    pairs = pairs_within_reach(points, Z[pilot], kernel, bandwidth, cache=cache, weights=weights)
     done = size
-    path = "exact"
+    path, pairs = "exact", float(n)
+    # The tree's own fixed cost (importing scipy.spatial, building it) must be worth
+    # risking: the exact sum of the other rows has to take several times that.
+    trial = _TREE_TRIAL_SECONDS if "scipy.spatial" not in sys.modules else _TREE_BUILT_SECONDS
+    if exact_per_row * (m - size) > trial or (cache is not None and "tree" in cache):
+        pairs = pairs_within_reach(
+            points, Z[pilot], kernel, bandwidth, cache=cache, weights=weights
+        )
     if pairs < _SURELY_DENSE * n:
         # Then as many other rows by the tree, a sixteenth first: a tree far behind on
         # those is not timed further. Its scores are kept too. Its cost per row is not the
