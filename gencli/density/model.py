@@ -330,4 +330,6 @@ def log_likelihood_summary(log_density: np.ndarray, n_features: int) -> dict[str
 def data_sha256(values: np.ndarray) -> str:
     """SHA-256 of the training values as little-endian float64, row-major (format-independent)."""
     array = np.ascontiguousarray(values, dtype="<f8")
+    if array.size == 0:
+        return hashlib.sha256(b"").hexdigest()
     return hashlib.sha256(array.data.cast("B")).hexdigest()  # the buffer itself, no copy

@@ -235,7 +235,7 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel, rotation=rotation)
     heldout = None
     if Z_valid is not None:
-        heldout = kde.log_density(params, Z_valid) + log_jacobian
+        heldout = kde.log_density(params, Z_valid, mode="fixed") + log_jacobian
     measured = dict(params)  # the fit the held-out rows measure
     refitted = refit and Z_valid is not None
     final_rows = Z_train
@@ -248,7 +248,7 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         params = kde.fit(Z, bandwidth=chosen, kernel=kernel, rotation=rotation)
         final_rows = Z
     scored = training_rows_scored(final_rows.shape[0], seed)
-    train_scores = kde.log_density(params, final_rows[scored]) + log_jacobian
+    train_scores = kde.log_density(params, final_rows[scored], mode="fixed") + log_jacobian
     params["bandwidth_rule"] = rule
     warnings = []
     if heldout is not None and not np.all(np.isfinite(heldout)):

@@ -265,8 +265,10 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     sampled = outcome.get("train_rows", 0) > len(train_scores)
     if discrete:  # the fit's own scores are densities of x + U[0, 1): score the rows' boxes
         X = X_raw
-        sample = training_rows_scored(table.n_rows, seed) if sampled else slice(None)
-        log_density = result.score_samples(X[sample])
+        # A sample is drawn from the rows the figure describes: the final fit's own.
+        own = X if outcome["refitted"] or valid_rows is None or not sampled else X[train_rows]
+        sample = training_rows_scored(len(own), seed) if sampled else slice(None)
+        log_density = result.score_samples(own[sample])
         measured = DensityModel(
             result.family,
             outcome["measured_params"],
@@ -308,8 +310,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         validation_record = _validation_record(
             validation, train_scores, heldout, refit and outcome["refitted"], table.n_columns
         )
-        if sampled:
-            validation_record["train_rows"] = int(outcome["train_rows"])
+        if sampled:  # the rows the sample stands for (discrete: the measured fit's)
+            validation_record["train_rows"] = len(train_rows) if discrete else outcome["train_rows"]
         finite = heldout[np.isfinite(heldout)]
         if finite.size:
             quantiles = {

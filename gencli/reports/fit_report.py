@@ -169,6 +169,14 @@ def fit_document(
             f"nats/row, {num(record.get('bits_per_dimension'))} bits/dim. No rows were held "
             "out, so how the model does on new rows was not measured (pass --validation 0.2)."
         )
+    estimate = record.get("train_estimate")
+    if estimate:
+        doc.p(
+            f"The training figures are estimated on a seeded sample of "
+            f"{estimate['rows_scored']:,} of {estimate['rows']:,} rows (standard error "
+            f"{num(estimate['standard_error'])} nats/row): scoring every training row against "
+            "every kernel would cost n^2."
+        )
 
     doc.h("Model selection")
     selection = record.get("selection")

@@ -127,3 +127,26 @@ def test_the_default_mode_in_3d_and_up_matches_the_exact_mode() -> None:
     fast = kde_scoring.log_density(points, queries, "gaussian", 0.3, mode="fast", cache={})
     assert rel_error(fast, exact) <= kde_exact.FAST_RTOL
     assert rel_error(exact, direct(points, queries, 0.3)) <= 1e-11
+
+
+def test_overlapping_sums_on_two_threads_leave_blas_threads_as_they_were() -> None:
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    points, queries = data(3000, 4, 16), data(2000, 4, 17)
+    workers = [
+        threading.Thread(
+            target=kde_exact.exact_log_density, args=(points, queries, "gaussian", 0.3)
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert blas_threads() == before

@@ -23,7 +23,7 @@ def rows(n: int = 3000, seed: int = 0) -> np.ndarray:
 
 
 def test_an_array_passed_in_is_never_modified() -> None:
-    X = rows()
+    X = rows(600)
     before = X.copy()
     for model in ("gmm", "kde", "auto"):
         gencli.fit(X, model=model, seed=0)
@@ -75,3 +75,11 @@ def test_values_near_the_largest_double_are_not_standardized_in_place() -> None:
     Z = standardize(X, shift, scale, in_place=True)
     assert Z is not X  # the differences overflow: X is kept to take them in halves
     assert np.all(np.isfinite(Z)) and Z[0, 0] == pytest.approx(2.7)
+
+
+def test_the_hash_of_no_rows_is_the_hash_of_no_bytes() -> None:
+    from gencli.density.model import data_sha256
+
+    assert data_sha256(np.empty((0, 3))) == hashlib.sha256(b"").hexdigest()
+    X = rows(10)
+    assert data_sha256(X[::2]) == hashlib.sha256(np.ascontiguousarray(X[::2]).tobytes()).hexdigest()

@@ -80,3 +80,26 @@ def test_the_summary_and_inspect_say_the_training_figure_is_an_estimate(tmp_path
         [*gencli_command, "inspect", str(model)], capture_output=True, text=True, timeout=60
     )
     assert "estimated on 2,000 of 3,000 rows" in shown.stdout
+
+
+def test_fits_never_take_the_timed_path_so_they_repeat_exactly(monkeypatch) -> None:
+    """The default mode's timed choice may differ between runs (its paths agree to 1e-6);
+    a fit's bandwidth search and figures use the untimed rules instead."""
+    from gencli.density.families import kde_scoring
+
+    def timed(*args, **kwargs):
+        raise AssertionError("a fit took the timed path")
+
+    monkeypatch.setattr(kde_scoring, "measured_path_log_density", timed)
+    # 6,000 rows: each fold's sum is past the small-job shortcut that skips timing anyway.
+    model = gencli.fit(rows(6000, seed=5), model="kde", bandwidth="cv", seed=0)
+    assert model.metadata["selection"]["criterion"] == "cv"
+
+
+def test_discrete_columns_the_validation_record_counts_the_training_split() -> None:
+    rng = np.random.default_rng(6)
+    X = np.column_stack([rng.normal(size=2400), rng.integers(0, 5, 2400)])
+    model = gencli.fit(X, model="kde", discrete="auto", validation=0.2, seed=0)
+    record = model.metadata["validation"]
+    assert (record["train_rows"], record["heldout_rows"]) == (1920, 480)
+    assert model.metadata["train_estimate"]["rows"] == 2400  # the refitted model's rows

@@ -6,6 +6,9 @@ Works in the estimator's (standardized) space and returns natural logs.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -189,8 +192,9 @@ def _gaussian_log_sums(
                 np.log(total) + top - 0.5 * scale * np.einsum("ij,ij->i", q, q)
             )
 
-    with _one_blas_thread(workers):
-        run_in_threads(run, range(0, Q.shape[0], block), workers)
+    starts = range(0, Q.shape[0], block)
+    with _one_blas_thread(workers, len(starts)):
+        run_in_threads(run, starts, workers)
     return out
 
 
@@ -212,15 +216,49 @@ def _exp_in_single_precision(E: np.ndarray, rounded: np.ndarray, exp32: np.ndarr
     E *= exp32
 
 
-def _one_blas_thread(workers: int) -> Any:
-    """BLAS on one thread while ``workers`` threads each multiply (a no-op for one)."""
-    import contextlib
+class _OneBlasThread:
+    """BLAS on one thread while any caller's worker threads multiply (re-entrant, shared).
 
-    if max_threads(workers) <= 1:
+    threadpoolctl's limit is process-wide, so overlapping calls from two threads each
+    restoring what they saw would leave BLAS on one thread for good; here the first
+    caller in sets it and the last one out restores it. The library scan behind it
+    (3.5 ms) is done once.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.limit: Any = None
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.limit = _blas_pools().limit(limits=1)
+            self.users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                self.limit.restore_original_limits()
+                self.limit = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
+@functools.cache
+def _blas_pools() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _one_blas_thread(workers: int, tasks: int) -> Any:
+    """:class:`_OneBlasThread` when ``tasks`` will run on several threads, else nothing."""
+    if max_threads(workers) <= 1 or tasks <= 1:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+    return _ONE_BLAS_THREAD
 
 
 def _generic_log_sums(
@@ -262,6 +300,7 @@ def _generic_log_sums(
             u2 *= scale
         out[start : start + block] = _log_sums_from_u2(kernel, u2, log_weights)
 
-    with _one_blas_thread(workers):
-        run_in_threads(run, range(0, Q.shape[0], block), workers)
+    starts = range(0, Q.shape[0], block)
+    with _one_blas_thread(workers, len(starts)):
+        run_in_threads(run, starts, workers)
     return out

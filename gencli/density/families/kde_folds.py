@@ -25,10 +25,11 @@ class FoldSums:
         self.caches: list[dict[str, Any]] = [{} for _ in folds]
 
     def log_density(self, kernel: str, bandwidth: float) -> list[np.ndarray]:
-        """Each fold's scored rows' log-densities at ``bandwidth`` (the default mode)."""
+        """Each fold's scored rows' log-densities at ``bandwidth`` (the default mode without
+        timing: a bandwidth search gives the same bandwidth on every run)."""
         from gencli.density.families.kde_scoring import log_density
 
         return [
-            log_density(fitted, scored, kernel, bandwidth, cache=cache)
+            log_density(fitted, scored, kernel, bandwidth, mode="fixed", cache=cache)
             for (fitted, scored), cache in zip(self.folds, self.caches, strict=True)
         ]

@@ -66,8 +66,10 @@ def default_log_density(
     *,
     cache: dict[str, Any] | None = None,
     weights: np.ndarray | None = None,
+    timed: bool = True,
 ) -> np.ndarray:
-    """The default mode: relative error at most FAST_RTOL, by the cheapest method that bounds it."""
+    """The default mode: relative error at most FAST_RTOL, by the cheapest method that bounds it
+    (``timed``: chosen by timing from 3-D up; else by fixed rules, the same on every run)."""
     n, d = points.shape
     if Z.shape[0] == 0 or not np.all(np.abs(Z) < 1e150):  # distances would overflow
         return exact_log_density(points, Z, kernel, bandwidth, weights=weights)
@@ -84,6 +86,10 @@ def default_log_density(
             elif left.size:
                 out[left] = exact_log_density(points, Z[left], kernel, bandwidth, weights=weights)
             return out
+    if not timed:
+        if d > 2:
+            return exact_log_density(points, Z, kernel, bandwidth, weights=weights, rtol=FAST_RTOL)
+        return fast_log_density(points, Z, kernel, bandwidth, cache=cache, weights=weights)
     return measured_path_log_density(points, Z, kernel, bandwidth, cache=cache, weights=weights)
 
 
@@ -183,7 +189,9 @@ def log_density(
     mode: str = "fast",
     cache: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """The KDE's log-density at each row of Z by ``mode``: 'fast', 'exact' or 'approx'.
+    """The KDE's log-density at each row of Z by ``mode``: 'fast', 'exact' or 'approx', or
+    'fixed': 'fast' without timing, so that a fit is the same on every run (the timed choice
+    may differ between runs, and its paths agree to FAST_RTOL, not bit for bit).
 
     Repeated training points are summed once with their counts as weights, and repeated
     rows of Z are scored once (see :func:`distinct_rows`).
@@ -204,5 +212,8 @@ def log_density(
             fallback=default_log_density,
         )
     else:
-        out = default_log_density(points, rows, kernel, bandwidth, cache=cache, weights=weights)
+        timed = mode != "fixed"
+        out = default_log_density(
+            points, rows, kernel, bandwidth, cache=cache, weights=weights, timed=timed
+        )
     return out if repeated is None else out[repeated[1]]
