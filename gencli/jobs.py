@@ -93,15 +93,14 @@ def fit_record(
     table: Table,
     output: str | os.PathLike[str],
     seconds: float,
-    summary: list[dict[str, Any]] | None = None,
+    summary: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Everything worth knowing about a fit, as plain data (see :func:`fit_file`);
-    ``summary`` is :func:`data_summary` of the rows as read (default: of ``table`` now)."""
+    ``summary`` is :func:`data_summary` of the rows as read, before the fit."""
     from gencli.density.modelinfo import bandwidth_in_data_units
 
     meta = fitted.metadata
     discrete = meta.get("discrete_columns", [])
-    columns = data_summary(table) if summary is None else summary
     return {
         "model_file": str(output),
         "family": fitted.family,
@@ -121,7 +120,7 @@ def fit_record(
         "warnings": list(meta.get("warnings", [])),
         "data_summary": [
             column | {"kind": "discrete" if column["name"] in discrete else "continuous"}
-            for column in columns
+            for column in summary
         ],
         "seconds": seconds,
         "data_sha256": meta["data_sha256"],

@@ -120,8 +120,8 @@ def exact_log_density(
     scale = 1.0 / (bandwidth * bandwidth)
     p_sq = np.einsum("ij,ij->i", P, P)
     p_top = float(p_sq.max()) if n else 0.0
-    tame = np.flatnonzero(np.all(np.isfinite(Q), axis=1))
-    rest = np.flatnonzero(~np.all(np.isfinite(Q), axis=1))
+    finite = np.all(np.isfinite(Q), axis=1)
+    tame, rest = np.flatnonzero(finite), np.flatnonzero(~finite)
     if kernel == "gaussian" and n and tame.size:
         q_top = float(np.max(np.einsum("ij,ij->i", Q[tame], Q[tame])))
         # The factored sum loses eps (|q|^2 + |p|^2) / h^2 nats to cancellation, as the

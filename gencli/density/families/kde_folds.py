@@ -4,9 +4,9 @@ bandwidth tried.
 A cross-validated bandwidth scores every fold's held-out rows against its fitted rows
 for 10-25 bandwidths in turn. What does not depend on the bandwidth is kept per fold:
 the fitted rows' distinct points and their counts, the tree over them, and the grid-cell
-layouts and path choices already made for a bandwidth. (Keeping the squared distances
-themselves was measured and dropped: reading a 57 MB matrix back for every bandwidth
-took 2-3x longer than recomputing it in cache-sized tiles, 3,000 rows in 2-D and 5-D.)
+layouts. (Keeping the squared distances themselves was measured and dropped: reading a
+57 MB matrix back for every bandwidth took 2-3x longer than recomputing it in
+cache-sized tiles, 3,000 rows in 2-D and 5-D.)
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ class FoldSums:
     def log_density(self, kernel: str, bandwidth: float) -> list[np.ndarray]:
         """Each fold's scored rows' log-densities at ``bandwidth`` (the default mode without
         timing: a bandwidth search gives the same bandwidth on every run)."""
-        from gencli.density.families.kde_scoring import log_density
+        from gencli.density.families.kde_scoring import SMALL_PAIRS, log_density
 
-        return [
-            log_density(fitted, scored, kernel, bandwidth, mode="fixed", cache=cache)
-            for (fitted, scored), cache in zip(self.folds, self.caches, strict=True)
-        ]
+        out = []
+        for (fitted, scored), cache in zip(self.folds, self.caches, strict=True):
+            # Few pairs: the exact sum has no set-up (cells, trees) to amortize.
+            mode = "exact" if len(fitted) * len(scored) <= SMALL_PAIRS else "fixed"
+            out.append(log_density(fitted, scored, kernel, bandwidth, mode=mode, cache=cache))
+        return out

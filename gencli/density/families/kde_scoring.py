@@ -40,7 +40,7 @@ from gencli.density.families.kde_tree import FAST_MAX_DIM, fast_log_density, pai
 from gencli.density.families.kernels import log_normalizer
 
 _FULL_SUM_PAIRS = 20_000_000  # below this many kernels, summing unsettled rows in full wins
-_SMALL_PAIRS = 4_000_000  # below this many kernels the exact sum takes milliseconds: no pilot
+SMALL_PAIRS = 4_000_000  # below this many kernels the exact sum takes milliseconds: no set-up
 # Rows of the sample each path is timed on: enough kernels that the exact sum's fixed
 # cost (10 ms: threads, tiles) is a small part of its time, at most an eighth of the rows.
 _PILOT_PAIRS = 8_000_000
@@ -115,7 +115,7 @@ def measured_path_log_density(
     m = Z.shape[0]
     key = ("kde_path", kernel, bandwidth)  # the quicker path depends on the bandwidth
     chosen = cache.get(key) if cache is not None else None  # type: ignore[call-overload]
-    if chosen is None and (d > FAST_MAX_DIM or m * n <= _SMALL_PAIRS or m < 8 * _PILOT_MIN):
+    if chosen is None and (d > FAST_MAX_DIM or m * n <= SMALL_PAIRS or m < 8 * _PILOT_MIN):
         return exact_log_density(points, Z, kernel, bandwidth, weights=weights, rtol=FAST_RTOL)
     if chosen is not None:
         path, pairs = chosen

@@ -38,16 +38,22 @@ def pairs_within_reach(
 ) -> float:
     """The mean number of training points :func:`fast_log_density` sums per row of Z."""
     tree = _tree(points, cache)
-    if kernel in COMPACT:
-        radius = np.full(Z.shape[0], bandwidth)
-    else:
-        nearest, _ = tree.query(Z, k=1)
-        reach = math.log(total_weight(points, weights) / rtol)
-        if kernel == "gaussian":
-            radius = np.sqrt(nearest**2 + 2.0 * bandwidth * bandwidth * reach)
-        else:
-            radius = nearest + bandwidth * reach
+    _, _, radius = _reach(tree, Z, kernel, bandwidth, total_weight(points, weights), rtol, 1)
     return float(np.mean(tree.query_ball_point(Z, radius, return_length=True)))
+
+
+def _reach(
+    tree: Any, Z: np.ndarray, kernel: str, h: float, total: float, rtol: float, workers: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Each row's nearest distance, its nearest point (None for compact kernels) and the
+    radius beyond which the points left out add less than ``rtol`` of its density."""
+    if kernel in COMPACT:
+        return np.zeros(Z.shape[0]), None, np.full(Z.shape[0], h)
+    nearest, nearest_index = tree.query(Z, k=1, workers=workers)
+    reach = math.log(total / rtol)
+    if kernel == "gaussian":
+        return nearest, nearest_index, np.sqrt(nearest**2 + 2.0 * h * h * reach)
+    return nearest, nearest_index, nearest + h * reach
 
 
 def _tree(points: np.ndarray, cache: dict[str, Any] | None) -> Any:
@@ -91,20 +97,13 @@ def fast_log_density(
     total = total_weight(points, weights)
     tree = _tree(points, cache)
     h = bandwidth
-    if kernel in COMPACT:
-        nearest = np.zeros(Z.shape[0])
-        radius = np.full(Z.shape[0], h)
+    nearest, nearest_index, radius = _reach(tree, Z, kernel, h, total, rtol, workers)
+    if nearest_index is None:  # compact kernels vanish beyond h
         floor = np.zeros(Z.shape[0])
     else:
-        nearest, nearest_index = tree.query(Z, k=1, workers=workers)
         # The nearest point always counts, with its weight (a distance of exactly the
         # radius may be dropped by the pair search).
         floor = weights[nearest_index] if weights is not None else np.ones(Z.shape[0])
-        reach = math.log(total / rtol)
-        if kernel == "gaussian":
-            radius = np.sqrt(nearest**2 + 2.0 * h * h * reach)
-        else:
-            radius = nearest + h * reach
     if pairs_per_row is None:
         counts = np.asarray(tree.query_ball_point(Z, radius, return_length=True, workers=workers))
         if counts.sum() > DENSE_FRACTION * n * Z.shape[0]:
