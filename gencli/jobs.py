@@ -20,6 +20,7 @@ from gencli.density.model import DensityModel
 from gencli.density.modelfile import load
 from gencli.engines.local import import_in_background, sample_chunks, score_chunks
 from gencli.errors import DataError, OutputError
+from gencli.fitting.records import data_summary, fit_record
 from gencli.io.atomic import check_outputs
 from gencli.io.data import Table, read_table
 from gencli.io.sources import check_input
@@ -28,10 +29,13 @@ from gencli.io.writers import TableWriter
 
 
 def fit_file(
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] = "model.pkl",
     *,
     model: str = "gmm",
+    engine: str = "local",
+    cluster: Any = None,
+    say: Callable[[str], None] | None = None,
     format: str | None = None,
     columns: Sequence[str] | None = None,
     dropna: bool = False,
@@ -50,7 +54,35 @@ def fit_file(
 
     The record is what the report holds: the data, the candidates and their scores, the
     chosen model, train and held-out likelihood, repairs, time, versions and data hash.
+
+    ``data`` may also be several files, a glob or a folder of part files (read one after
+    the other). ``engine='dask'`` fits on a Dask cluster (``cluster``: a
+    :class:`gencli.engines.dask_jobs.Cluster`; see :mod:`gencli.engines.dask_fit`), which
+    takes ``max_rows`` for a kernel density; ``say`` gets its one-line notes.
     """
+    if engine == "dask":
+        from gencli.engines.dask_jobs import fit_job
+
+        return fit_job(
+            data,
+            output,
+            model,
+            cluster,
+            say,
+            format=format,
+            columns=columns,
+            dropna=dropna,
+            report=report,
+            header=header,
+            **options,
+        )
+    options.pop("max_rows", None)
+    if is_many(data):
+        from gencli.io.parts import read_parts
+
+        table = read_parts(data, format=format, columns=columns, dropna=dropna, header=header)
+        return fit_table(table, data, output, model, report, **options)
+    assert isinstance(data, (str, os.PathLike))
     check_input(data)  # first, so a bad data path is named as such
     if os.fspath(output) == "-":
         raise OutputError(
@@ -68,7 +100,38 @@ def fit_file(
     table = read_table(
         data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
     )
+    return fit_table(table, data, output, model, report, loader=loader, started=started, **options)
+
+
+def is_many(data: Any) -> bool:
+    """Whether ``data`` names several files: a list, a folder or a glob pattern."""
+    import glob
+
+    if not isinstance(data, (str, os.PathLike)):
+        return True
+    text = os.fspath(data)
+    return text != "-" and (
+        os.path.isdir(text) or (glob.has_magic(text) and not os.path.exists(text))
+    )
+
+
+def fit_table(
+    table: Table,
+    data: Any,
+    output: str | os.PathLike[str],
+    model: str,
+    report: str | os.PathLike[str] | None,
+    *,
+    loader: Any = None,
+    started: float | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The rest of :func:`fit_file` once the rows are read."""
     from gencli.fitting.fitter import fit  # not at the top: score and sample never need it
+
+    started = time.perf_counter() if started is None else started
+    if not isinstance(data, (str, os.PathLike)) or is_many(data):
+        check_outputs([(output, "the model file"), (report, "the report")], [])
 
     summary = data_summary(table)  # before the fit, which may standardize the rows in place
     # With no report to draw the rows, they are the fit's to overwrite (a copy fewer).
@@ -77,7 +140,15 @@ def fit_file(
     if loader is not None:
         loader.join()
     fitted.save(output)
-    record = fit_record(fitted, table, output, time.perf_counter() - started, summary)
+    record = fit_record(
+        fitted,
+        table.source,
+        table.n_rows,
+        table.dropped_rows,
+        output,
+        time.perf_counter() - started,
+        summary,
+    )
     record["notes"] = list(table.notes)
     if report is not None:
         from gencli.reports.files import write_report
@@ -88,78 +159,9 @@ def fit_file(
     return record
 
 
-def fit_record(
-    fitted: DensityModel,
-    table: Table,
-    output: str | os.PathLike[str],
-    seconds: float,
-    summary: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Everything worth knowing about a fit, as plain data (see :func:`fit_file`);
-    ``summary`` is :func:`data_summary` of the rows as read, before the fit."""
-    from gencli.density.modelinfo import bandwidth_in_data_units
-
-    meta = fitted.metadata
-    discrete = meta.get("discrete_columns", [])
-    return {
-        "model_file": str(output),
-        "family": fitted.family,
-        "parameters": fitted.describe(),
-        "source": table.source,
-        "rows": table.n_rows,
-        "dropped_rows": table.dropped_rows,
-        "columns": fitted.columns,
-        "standardized": meta["standardized"],
-        "discrete_columns": list(meta.get("discrete_columns", [])),
-        "mean_log_likelihood": meta["train_mean_log_likelihood"],
-        "bits_per_dimension": meta["train_bits_per_dimension"],
-        "train_estimate": meta.get("train_estimate"),
-        "validation": meta.get("validation"),
-        "selection": meta.get("selection"),
-        "fixes": list(meta.get("fixes", [])),
-        "warnings": list(meta.get("warnings", [])),
-        "data_summary": [
-            column | {"kind": "discrete" if column["name"] in discrete else "continuous"}
-            for column in summary
-        ],
-        "seconds": seconds,
-        "data_sha256": meta["data_sha256"],
-        "versions": {
-            "gencli": meta["gencli_version"],
-            "sklearn": meta["sklearn_version"],
-            "numpy": meta["numpy_version"],
-            "python": meta["python_version"],
-        },
-        "bandwidth_data_units": bandwidth_in_data_units(fitted),
-    }
-
-
-def data_summary(table: Table) -> list[dict[str, Any]]:
-    """Each column's name, mean, standard deviation, least and largest value."""
-    from gencli.density.preprocess import column_moments
-
-    X = table.values
-    return [
-        {
-            "name": name,
-            "mean": float(mean),
-            "std": float(std),
-            "min": float(low),
-            "max": float(high),
-        }
-        for name, mean, std, low, high in zip(
-            table.columns,
-            *column_moments(X),  # finite for values near 1e308, whose sum overflows
-            X.min(axis=0),
-            X.max(axis=0),
-            strict=True,
-        )
-    ]
-
-
 def score_file(
     model_path: str | os.PathLike[str],
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] | None = None,
     *,
     format: str | None = None,
@@ -173,6 +175,9 @@ def score_file(
     stdout: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
     header: bool | None = None,
+    engine: str = "local",
+    cluster: Any = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``
     ('-' is stdout; None writes nothing and only summarises).
@@ -188,28 +193,49 @@ def score_file(
     so the scores can be joined back. ``allow_underflow`` scores a row whose density is
     below the smallest positive float as -inf (counted) instead of stopping the run.
     ``header`` is as for :func:`fit_file`; notes on guesses are in ``result["notes"]``.
+    ``data`` may be several files, a glob or a folder (scored in name order, as one table);
+    ``engine='dask'`` scores the parts on a cluster's workers (``cluster`` as for
+    :func:`fit_file`), with the same numbers.
     """
     from gencli.io.writers import output_format as format_of_output
 
-    check_input(data)  # first, so a bad data path is named as such
-    check_outputs([output], [model_path, data])
+    many = is_many(data) or engine == "dask"
+    if many:
+        from gencli.io.parts import expand
+
+        inputs: list[Any] = list(expand(data))
+    else:
+        assert isinstance(data, (str, os.PathLike))
+        check_input(data)  # first, so a bad data path is named as such
+        inputs = [data]
+    check_outputs([output], [model_path, *inputs])
     if output is not None:
         format_of_output(output, output_format)  # a contradiction is refused before any work
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
+    options: dict[str, Any] = {"mode": mode, "dropna": dropna, "allow_underflow": allow_underflow}
+    stack = contextlib.ExitStack()
+    if many:
+        from gencli.engines.dask_jobs import many_scored
 
-    def model_columns(columns: list[str], named: bool) -> list[int]:
-        return model.column_picks(Table(np.empty((0, len(columns))), columns, named, str(data)))
-
-    stream = stream_table(data, format=format, stdin=stdin, header=header, usecols=model_columns)
+        stream, scored = many_scored(
+            stack, model, data, engine, cluster, say, format, header, options
+        )
+    else:
+        stream = stream_table(
+            inputs[0], format=format, stdin=stdin, header=header, usecols=model.usecols(str(data))
+        )
+        scored = None
     names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
     extra = model.extra_columns(names)
     picks = model.column_picks(names)
+    if scored is None:
+        scored = score_chunks(model, stream, picks, **options)
     flag_names = ["outlier"] if threshold is not None else []
     number_names = ["row", "log_density"] if dropna else ["log_density"]
     counts = {"rows": 0, "skipped": 0, "underflow": 0, "outliers": 0}
     total = 0.0
-    with contextlib.ExitStack() as stack:
+    with stack:
         writer = None
         if output is not None:
             writer = stack.enter_context(
@@ -223,9 +249,7 @@ def score_file(
                     stdout=stdout,
                 )
             )
-        for part in score_chunks(
-            model, stream, picks, mode=mode, dropna=dropna, allow_underflow=allow_underflow
-        ):
+        for part in scored:
             log_density = part.log_density
             counts["skipped"] += part.skipped
             counts["underflow"] += part.underflow
@@ -291,19 +315,31 @@ def sample_file(
     precision: int | None = None,
     stdout: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: str = "local",
+    cluster: Any = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Draw ``n`` rows from the model and write them, chunk by chunk, with the column names.
 
-    ``precision`` rounds CSV/TSV numbers to that many significant digits."""
+    ``precision`` rounds CSV/TSV numbers to that many significant digits. ``engine='dask'``
+    draws the blocks on a cluster's workers: the same rows for a seed as the local engine."""
     from gencli.io.writers import output_format
 
     check_outputs([output], [model_path])
     output_format(output, format)  # a contradiction is refused before any work
     model: DensityModel = load(model_path)
-    with TableWriter(
-        output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
-    ) as writer:
-        for chunk in sample_chunks(model, n, seed=seed):
+    with (
+        TableWriter(
+            output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
+        ) as writer,
+        contextlib.ExitStack() as stack,
+    ):
+        chunks = sample_chunks(model, n, seed=seed)
+        if engine == "dask":
+            from gencli.engines.dask_jobs import enter_cluster, sampled_chunks
+
+            chunks = sampled_chunks(enter_cluster(stack, cluster, say), model, n, seed)
+        for chunk in chunks:
             writer.write(chunk)
             if progress is not None:
                 progress(chunk.shape[0])

@@ -1,4 +1,4 @@
-"""Write the sample data sets: three real ones that scikit-learn ships, and a 2-D synthetic one.
+"""Write the sample data sets: three real ones that scikit-learn ships and two synthetic ones.
 
 Run from the repository root: ``python sample_data/make_data.py``. The output is
 deterministic, so the committed CSV files can be checked against a fresh run.
@@ -47,8 +47,28 @@ def moons() -> pd.DataFrame:
     return pd.DataFrame(np.round(points, 6), columns=["x", "y"])
 
 
+def mixture_parts(parts: int = 4) -> None:
+    """20,000 rows from a seeded 3-component Gaussian mixture in 3-D, as Parquet part files
+    (a folder, as a distributed job writes them): data for ``--engine dask``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [4.0, 1.0, -2.0], [-3.0, 5.0, 2.0]])
+    scales = np.array([[1.0, 0.5, 2.0], [0.7, 1.5, 0.6], [1.2, 1.0, 1.0]])
+    labels = rng.choice(3, size=20_000, p=[0.5, 0.3, 0.2])
+    rows = np.round(means[labels] + scales[labels] * rng.standard_normal((20_000, 3)), 6)
+    folder = HERE / "mixture_parts"
+    folder.mkdir(exist_ok=True)
+    for i, part in enumerate(np.array_split(rows, parts)):
+        table = pa.table({name: part[:, j] for j, name in enumerate("xyz")})
+        pq.write_table(table, folder / f"part-{i}.parquet")
+    print(f"wrote mixture_parts/: {rows.shape[0]} rows x 3 columns in {parts} Parquet files")
+
+
 if __name__ == "__main__":
     _write(iris(), "iris.csv")
     _write(wine(), "wine.csv")
     _write(digits(), "digits.csv")
     _write(moons(), "moons.csv")
+    mixture_parts()

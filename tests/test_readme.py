@@ -17,6 +17,7 @@ VARIABLE = (
     re.compile(r"^time\s+[\d.]+ s$"),
     re.compile(r'^\s*"seconds": [\d.e-]+,?$'),
     re.compile(r'^\s*"(gencli|sklearn|numpy|python)": "[^"]*",?$'),  # versions
+    re.compile(r"^dask: embedded cluster, \d+ workers?(, dashboard http://\S+)?$"),  # cores, port
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from gencli.cli.options import (
     CONTEXT_SETTINGS,
@@ -15,8 +16,10 @@ from gencli.cli.options import (
     CandidatePrinter,
     ComponentsType,
     check_jobs,
+    cluster_settings,
     columns_option,
     debug_option,
+    engine_options,
     format_option,
     header_option,
     json_option,
@@ -64,7 +67,9 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
+@click.argument(
+    "data", nargs=-1, required=True, type=click.Path(path_type=str, allow_dash=True, readable=False)
+)
 @click.option(
     "-o",
     "--output",
@@ -203,11 +208,20 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     type=click.Path(path_type=str, dir_okay=False),
     help="Also write a report: JSON, Markdown or a self-contained HTML page, by extension.",
 )
+@engine_options
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=2),
+    default=100_000,
+    show_default=True,
+    help="[kde, dask] Training rows a kernel density keeps (a seeded uniform sample, said on "
+    "stderr and recorded).",
+)
 @json_option
 @quiet_option
 @debug_option
 def fit(
-    data: str,
+    data: tuple[str, ...],
     output: str,
     family: str,
     columns: list[str] | None,
@@ -217,11 +231,16 @@ def fit(
     report: str | None,
     as_json: bool,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+    memory_limit: str | None,
     **options: Any,
 ) -> None:
     """Fit a density to DATA and write it to a model file.
 
-    DATA is a CSV, TSV, NPY or Parquet file, or '-' for CSV on stdin. A CSV whose first
+    DATA is a CSV, TSV, NPY or Parquet file, or '-' for CSV on stdin; or several files, a
+    glob or a folder of part files (a Parquet dataset, CSVs), read in name order. A CSV whose first
     row is not all numbers has a header; otherwise columns are named x0, x1, ... Columns
     are standardized before fitting unless --no-standardize; the model's densities are in
     the data's own units either way.
@@ -230,6 +249,9 @@ def fit(
     Gaussian mixtures (K 1..10, four covariance types) with kernel densities by 5-fold
     cross-validated log-likelihood on the other rows; the winner is measured on the
     held-out rows, then refitted on every row (--model gmm chooses K by BIC instead).
+    With --engine dask the rows are read and fitted on a Dask cluster's workers: mixtures
+    by EM on sufficient statistics (--model auto there compares mixtures on the held-out
+    rows), a kernel density on a sample of --max-rows rows.
     Columns of whole numbers with few values are modelled as discrete (--discrete). The
     summary gives the chosen model and why, the mean log-likelihood per row (nats) and bits
     per dimension on training and held-out rows (a kernel density's training figure is
@@ -245,14 +267,23 @@ def fit(
       gencli fit sample_data/digits.csv --report digits.html -o digits.pkl
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
+      gencli fit parts/ --engine dask -k 1..6 -o big.pkl
+      gencli fit 'parts/*.parquet' --engine dask --scheduler tcp://10.0.0.5:8786
     """
     from gencli.jobs import fit_file
 
-    settings = _family_settings(click.get_current_context(), family, options)
+    ctx = click.get_current_context()
+    cluster = cluster_settings(engine, scheduler, workers, memory_limit)
+    if engine == "local" and ctx.get_parameter_source("max_rows") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--max-rows applies to --engine dask; add --engine dask")
+    settings = _family_settings(ctx, family, options)
     with CandidatePrinter(quiet or as_json) as printer:
         record = fit_file(
-            data,
+            data[0] if len(data) == 1 else list(data),
             output,
+            engine=engine,
+            cluster=cluster,
+            say=lambda line: say_unless(line, quiet),
             model=family,
             format=data_format,
             columns=columns,

@@ -250,3 +250,58 @@ def check_jobs(_ctx: click.Context, _param: click.Parameter, value: int | None) 
     if value == 0:
         raise click.BadParameter("0 candidates at a time cannot run; use -1 (one per core) or 1+")
     return value
+
+
+def engine_options(func: F) -> F:
+    """``--engine``, ``--scheduler``, ``--workers``, ``--memory-limit``: where the work runs."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "dask"]),
+            default="local",
+            show_default=True,
+            help="local: in this process. dask: on a Dask cluster (pip install 'gencli[dask]'): "
+            "an embedded one of worker processes, or --scheduler's.",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="[dask] A running Dask scheduler, e.g. tcp://10.0.0.5:8786. [default: "
+            "DASK_SCHEDULER_ADDRESS or Dask's config, else an embedded cluster]",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="[dask] Worker processes of the embedded cluster. [default: one per core]",
+        ),
+        click.option(
+            "--memory-limit",
+            metavar="SIZE",
+            help="[dask] Memory of each embedded worker, e.g. 2GB. [default: the machine's "
+            "memory shared among the workers]",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def cluster_settings(
+    engine: str, scheduler: str | None, workers: int | None, memory_limit: str | None
+) -> Any:
+    """The cluster to run on (None for the local engine); dask-only flags without
+    ``--engine dask`` are a usage error, as are embedded-cluster flags with --scheduler."""
+    given = {"--scheduler": scheduler, "--workers": workers, "--memory-limit": memory_limit}
+    if engine == "local":
+        flag = next((f for f, v in given.items() if v is not None), None)
+        if flag is not None:
+            raise click.UsageError(f"{flag} applies to --engine dask; add --engine dask")
+        return None
+    if scheduler is not None and (workers is not None or memory_limit is not None):
+        flag = "--workers" if workers is not None else "--memory-limit"
+        raise click.UsageError(
+            f"{flag} sizes the embedded cluster; a --scheduler's cluster has its own workers"
+        )
+    from gencli.engines.dask_jobs import Cluster
+
+    return Cluster(scheduler, workers, memory_limit)

@@ -10,7 +10,9 @@ from gencli.cli.options import (
     CONTEXT_SETTINGS,
     DATA_FORMATS,
     MAX_ROWS,
+    cluster_settings,
     debug_option,
+    engine_options,
     format_option,
     header_option,
     json_option_for,
@@ -23,7 +25,9 @@ from gencli.cli.output import emit, say_unless, writes_to_stdout
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model_file", metavar="MODEL", type=click.Path(path_type=str, readable=False))
-@click.argument("data", type=click.Path(path_type=str, allow_dash=True, readable=False))
+@click.argument(
+    "data", nargs=-1, required=True, type=click.Path(path_type=str, allow_dash=True, readable=False)
+)
 @click.option(
     "-o",
     "--output",
@@ -77,12 +81,13 @@ from gencli.cli.output import emit, say_unless, writes_to_stdout
 )
 @format_option
 @header_option
+@engine_options
 @json_option_for("the summary; on stdout with -o FILE, on stderr when the scores are on stdout")
 @quiet_option
 @debug_option
 def score(
     model_file: str,
-    data: str,
+    data: tuple[str, ...],
     output: str,
     output_format: str | None,
     precision: int | None,
@@ -95,6 +100,10 @@ def score(
     header: bool | None,
     as_json: bool,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+    memory_limit: str | None,
 ) -> None:
     """Score the rows of DATA by their log-density under MODEL.
 
@@ -104,7 +113,9 @@ def score(
     names (NPY, headerless CSV) is matched by position. The summary (rows scored, the mean
     log-likelihood per row in nats, bits per dimension, the total) goes to stderr when the
     scores are on stdout, to stdout when they go to a file. Rows are read, scored and
-    written in chunks, so memory stays flat for any file size.
+    written in chunks, so memory stays flat for any file size. DATA may also be several
+    files, a glob or a folder of part files, scored in name order as one table; with
+    --engine dask the parts are scored on a Dask cluster's workers (the same numbers).
 
     \b
     Examples:
@@ -115,6 +126,7 @@ def score(
       gencli score iris.pkl gappy.csv --dropna --precision 6
       gencli sample iris.pkl -n 500 | gencli score iris.pkl -
       gencli sample iris.pkl --format parquet | gencli score iris.pkl - --format parquet
+      gencli score big.pkl parts/ --engine dask -o scores.parquet
     """
     from gencli.io.console import progress_bar
     from gencli.jobs import score_file
@@ -123,10 +135,11 @@ def score(
         raise click.UsageError("--exact and --approx contradict each other; choose one")
     _check_output_format(output, output_format, precision, "--output-format")
     mode = "exact" if exact else "approx" if approx else "fast"
+    cluster = cluster_settings(engine, scheduler, workers, memory_limit)
     with progress_bar(None, "scoring", quiet) as progress:
         result = score_file(
             model_file,
-            data,
+            data[0] if len(data) == 1 else list(data),
             output,
             format=data_format,
             output_format=output_format,
@@ -137,6 +150,9 @@ def score(
             allow_underflow=allow_underflow,
             header=header,
             progress=progress,
+            engine=engine,
+            cluster=cluster,
+            say=lambda line: say_unless(line, quiet),
         )
     to_stderr = writes_to_stdout(output)  # '-', or /dev/stdout by another name
     for note in result.get("notes", []):
@@ -230,6 +246,7 @@ def _check_output_format(
 )
 @precision_option
 @seed_option(default=None, help="Seed; the same seed gives identical rows. [default: random]")
+@engine_options
 @quiet_option
 @debug_option
 def sample(
@@ -240,12 +257,18 @@ def sample(
     precision: int | None,
     seed: int | None,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+    memory_limit: str | None,
 ) -> None:
     """Draw new rows from MODEL, in the data's own units, with the training column names.
 
     Every kernel can be sampled: a KDE draw is a random training point plus a draw from
     the kernel. Without --seed each run draws fresh rows. Rows are drawn and written in
-    chunks, so memory stays flat for any -n.
+    chunks, so memory stays flat for any -n. Blocks of rows are drawn from generators
+    spawned from the seed, so --engine dask (blocks drawn on a Dask cluster's workers) gives
+    the very same rows as the local engine, whatever the number of workers.
 
     \b
     Examples:
@@ -254,11 +277,13 @@ def sample(
       gencli sample iris.pkl -n 10 --precision 4
       gencli sample iris.pkl --format parquet > synthetic.parquet
       gencli sample iris.pkl -n 500 | gencli score iris.pkl -
+      gencli sample big.pkl -n 100000000 --seed 1 --engine dask -o big.parquet
     """
     from gencli.io.console import progress_bar
     from gencli.jobs import sample_file
 
     _check_output_format(output, data_format, precision, "--format")
+    cluster = cluster_settings(engine, scheduler, workers, memory_limit)
     with progress_bar(num_samples, "sampling", quiet) as progress:
         result = sample_file(
             model_file,
@@ -268,6 +293,9 @@ def sample(
             format=data_format,
             precision=precision,
             progress=progress,
+            engine=engine,
+            cluster=cluster,
+            say=lambda line: say_unless(line, quiet),
         )
     if output != "-":
         say_unless(f"wrote {result['rows']} rows to {output}", quiet)

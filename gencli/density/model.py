@@ -181,36 +181,20 @@ class DensityModel:
     ) -> Iterator[np.ndarray]:
         """The same rows as :meth:`sample`, in chunks of ``chunk_rows`` (memory stays flat).
 
-        Rows are always drawn in chunks of SAMPLE_CHUNK_ROWS from one generator (fewer
-        for models of more than 64 columns, and chunks handed out no larger), so the
-        output for a seed does not depend on how it is consumed.
+        Rows are drawn in blocks of :meth:`block_rows` rows, block i from its own generator
+        ``SeedSequence(seed).spawn`` child i (see :meth:`draw_block`), so the output for a
+        seed does not depend on how it is consumed, nor on which process draws which block
+        (the Dask engine draws them on its workers).
         """
         n = check_sample_count(n)
-        rng = np.random.default_rng(seed)
-        family = family_module(self.family)
-        draw_rows = max(1, min(SAMPLE_CHUNK_ROWS, SAMPLE_CHUNK_NUMBERS // self.n_features))
+        entropy = sample_entropy(seed)
+        draw_rows = self.block_rows()
         chunk_rows = max(1, min(chunk_rows, draw_rows))
         pending: list[np.ndarray] = []
         held = 0
-        for start in range(0, n, draw_rows):
+        for index, start in enumerate(range(0, n, draw_rows)):
             size = min(draw_rows, n - start)
-            try:
-                drawn = family.sample(self.params, size, rng)
-            except MemoryError:
-                raise ResourceError(
-                    f"ran out of memory while drawing {size} rows x {self.n_features} columns "
-                    "from the model; draw fewer rows at a time"
-                ) from None
-            rows = unstandardize(drawn, self.shift, self.scale)
-            if rows is None:
-                raise GencliError(
-                    "a drawn row lies beyond the largest double (1.8e308): the model spreads "
-                    "past the float64 range; fit the data in smaller units (divide it by "
-                    "1e10, say) to sample from it"
-                )
-            if self.discrete:
-                rows[:, self.discrete] = np.floor(rows[:, self.discrete])
-            pending.append(rows)
+            pending.append(self.draw_block(index, size, entropy))
             held += size
             while held >= chunk_rows:
                 block = np.vstack(pending)
@@ -219,6 +203,32 @@ class DensityModel:
                 pending, held = ([rest] if rest.shape[0] else []), rest.shape[0]
         if held:
             yield np.vstack(pending)
+
+    def block_rows(self) -> int:
+        """Rows drawn per block: SAMPLE_CHUNK_ROWS, fewer for models of more than 64 columns."""
+        return max(1, min(SAMPLE_CHUNK_ROWS, SAMPLE_CHUNK_NUMBERS // self.n_features))
+
+    def draw_block(self, index: int, size: int, entropy: int) -> np.ndarray:
+        """Block ``index`` of a sample (``size`` rows, data units), drawn with the generator
+        of child ``index`` of ``SeedSequence(entropy)``."""
+        rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
+        try:
+            drawn = family_module(self.family).sample(self.params, size, rng)
+        except MemoryError:
+            raise ResourceError(
+                f"ran out of memory while drawing {size} rows x {self.n_features} columns "
+                "from the model; draw fewer rows at a time"
+            ) from None
+        rows = unstandardize(drawn, self.shift, self.scale)
+        if rows is None:
+            raise GencliError(
+                "a drawn row lies beyond the largest double (1.8e308): the model spreads "
+                "past the float64 range; fit the data in smaller units (divide it by "
+                "1e10, say) to sample from it"
+            )
+        if self.discrete:
+            rows[:, self.discrete] = np.floor(rows[:, self.discrete])
+        return rows
 
     def align(self, table: Table) -> Table:
         """Reorder ``table``'s columns to the model's: by name when both have names, else by
@@ -249,6 +259,14 @@ class DensityModel:
             return [index[c] for c in self.columns]
         self.align(table)
         return list(range(self.n_features))
+
+    def usecols(self, source: str) -> Any:
+        """A reader's ``usecols``: given a file's names, the positions of the model's columns."""
+
+        def picks(columns: list[str], named: bool) -> list[int]:
+            return self.column_picks(Table(np.empty((0, len(columns))), columns, named, source))
+
+        return picks
 
     def extra_columns(self, table: Table) -> list[str]:
         """Named columns of ``table`` the model does not use (they are ignored)."""
@@ -314,6 +332,11 @@ def family_module(family: str) -> Any:
 
         return kde
     raise ModelFileError(f"unknown model family '{family}'")
+
+
+def sample_entropy(seed: int | None) -> int:
+    """The entropy every block of a sample derives from: the seed, or fresh entropy."""
+    return int(np.random.SeedSequence(seed).entropy)  # type: ignore[arg-type]
 
 
 def log_likelihood_summary(log_density: np.ndarray, n_features: int) -> dict[str, float]:

@@ -321,7 +321,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     warnings.extend(outcome["warnings"])
     result.metadata = {
         "gencli_version": __version__,
-        "sklearn_version": _sklearn_version(),
+        "sklearn_version": sklearn_version(),
         "numpy_version": np.__version__,
         "python_version": sys.version.split()[0],
         "source": table.source,
@@ -390,7 +390,7 @@ def _one_bandwidth_note(X: np.ndarray, columns: Sequence[str]) -> list[str]:
     ]
 
 
-def _sklearn_version() -> str:
+def sklearn_version() -> str:
     """scikit-learn's version, read from its installed metadata when a KDE fit has not
     imported it (0.7 s of imports for one string)."""
     if "sklearn" in sys.modules:

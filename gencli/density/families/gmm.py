@@ -406,8 +406,19 @@ def _precisions(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 def log_density(
     params: dict[str, Any], Z: np.ndarray, *, mode: str = "fast", cache: dict | None = None
 ) -> np.ndarray:
-    """log-density of each row of Z under the mixture (the same formula scikit-learn uses,
-    in numpy, so that scoring does not pay for importing scikit-learn)."""
+    """log-density of each row of Z under the mixture (scikit-learn's formula in numpy)."""
+    log_prob = weighted_log_probs(params, Z, cache=cache)
+    top = log_prob.max(axis=1)
+    safe = np.where(np.isfinite(top), top, 0.0)  # a row beyond every component: -inf, not nan
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        total = np.sum(np.exp(log_prob - safe[:, None]), axis=1)
+        return np.where(np.isfinite(top), safe + np.log(total), -np.inf)
+
+
+def weighted_log_probs(
+    params: dict[str, Any], Z: np.ndarray, *, cache: dict | None = None
+) -> np.ndarray:
+    """log(weight_k) + log N(z | mean_k, cov_k), (rows, K): no scikit-learn import needed."""
     if cache is not None and "precisions" in cache:
         prec, log_det = cache["precisions"]
     else:
@@ -426,11 +437,7 @@ def log_density(
         log_prob[:, j] = -0.5 * (d * np.log(2 * np.pi) + maha) + log_det[j]
     with np.errstate(divide="ignore"):
         log_prob += np.log(weights)
-    top = log_prob.max(axis=1)
-    safe = np.where(np.isfinite(top), top, 0.0)  # a row beyond every component: -inf, not nan
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        total = np.sum(np.exp(log_prob - safe[:, None]), axis=1)
-        return np.where(np.isfinite(top), safe + np.log(total), -np.inf)
+    return log_prob
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

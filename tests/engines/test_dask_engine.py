@@ -1,0 +1,244 @@
+"""The Dask engine on a real LocalCluster (two worker processes): distributed EM against
+scikit-learn, independence of partitioning, and fit/score/sample through the command line
+with the same numbers as the local engine."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from gencli.cli.main import cli
+from gencli.density.families import gmm
+from gencli.density.modelfile import load
+from gencli.engines import dask_tasks
+from gencli.engines.dask_em import Candidate, ClusterData, run_em
+from gencli.engines.dask_fit import fit_on_cluster
+from gencli.fitting import em_stats
+from gencli.io.parts import plan_parts
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _mixture(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = np.vstack(
+        [
+            rng.normal(0.0, 1.0, (n // 2, 3)),
+            rng.normal(3.0, 0.5, (n - n // 2, 3)) * [1.0, 2.0, 1.0] + [0.0, 1.0, 2.0],
+        ]
+    )
+    return X[rng.permutation(n)]
+
+
+def _write_parts(folder: Path, X: np.ndarray, files: int, group_rows: int) -> Path:
+    folder.mkdir(parents=True)
+    for i, rows in enumerate(np.array_split(X, files)):
+        table = pa.table({name: rows[:, j] for j, name in enumerate(["a", "b", "c"])})
+        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=group_rows)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path, Path]:
+    """4,000 rows, as one Parquet file and as 5 files of 300-row row groups."""
+    X = _mixture(4000)
+    base = tmp_path_factory.mktemp("dask-data")
+    return X, _write_parts(base / "one", X, 1, 4000), _write_parts(base / "many", X, 5, 300)
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+def test_distributed_em_reaches_scikit_learns_fixed_point(
+    client: Any, data: tuple, covariance: str
+) -> None:
+    from sklearn.mixture import GaussianMixture
+
+    X, _, many = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = GaussianMixture(2, covariance_type=covariance, max_iter=1, random_state=0).fit(X)
+    precisions = start.precisions_
+    covariances = np.linalg.inv(precisions) if covariance in ("full", "tied") else 1.0 / precisions
+    params = {"covariance_type": covariance, "weights": start.weights_, "means": start.means_}
+    params["covariances"] = covariances
+    reference = GaussianMixture(
+        2,
+        covariance_type=covariance,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=precisions,
+        tol=1e-9,
+        max_iter=2000,
+    ).fit(X)
+    cluster_data = ClusterData(client, plan_parts(many, part_rows=300), print)
+    cluster_data.moments(keep=True)
+    cluster_data.prepare(np.zeros(3), np.ones(3), seed=0, validation=0.0)
+    candidate = Candidate(2, covariance, 1e-6, 2000, 1e-9)
+    candidate.run = em_stats.EmRun(dict(params), 1e-6, 1e-9, 2000)
+    run_em(cluster_data, [candidate], every_row=False)
+    ours = gmm.log_density(candidate.run.params, X).mean()
+    assert abs(ours - reference.score(X)) < 1e-6
+    np.testing.assert_allclose(candidate.run.params["means"], reference.means_, atol=1e-5)
+
+
+def _fit(client: Any, folder: Path, part_rows: int, **options: Any) -> Any:
+    plan = plan_parts(folder, part_rows=part_rows)
+    return fit_on_cluster(client, plan, options.pop("model", "gmm"), say=lambda _: None, **options)
+
+
+def test_a_fit_does_not_depend_on_how_the_rows_are_cut(client: Any, data: tuple) -> None:
+    _, one, many = data
+    a = _fit(client, one, 10**6, components="1..3", covariance="auto", select="heldout")
+    b = _fit(client, many, 300, components="1..3", covariance="auto", select="heldout")
+    assert a.metadata["engine"]["partitions"] == 1 and b.metadata["engine"]["partitions"] > 10
+    assert a.metadata["validation"]["heldout_rows"] == b.metadata["validation"]["heldout_rows"]
+    for key in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(a.params[key], b.params[key], rtol=1e-9, atol=1e-12)
+    assert a.metadata["validation"]["heldout_mean_log_likelihood"] == pytest.approx(
+        b.metadata["validation"]["heldout_mean_log_likelihood"], abs=1e-9
+    )
+    assert len(a.params["weights"]) == 2  # the two clusters the data was drawn from
+
+
+def test_the_held_out_rows_are_a_seeded_function_of_the_row_index() -> None:
+    u = dask_tasks.uniform(7, dask_tasks.SALT_HELDOUT, 0, 200_000)
+    pieces = np.concatenate(
+        [dask_tasks.uniform(7, dask_tasks.SALT_HELDOUT, s, 1000) for s in range(0, 200_000, 1000)]
+    )
+    np.testing.assert_array_equal(u, pieces)
+    assert abs((u < 0.2).mean() - 0.2) < 0.005  # uniform: 0.2 of the rows held out
+    assert not np.array_equal(u, dask_tasks.uniform(8, dask_tasks.SALT_HELDOUT, 0, 200_000))
+
+
+def test_kde_keeps_a_seeded_sample_of_at_most_max_rows(client: Any, data: tuple) -> None:
+    X, one, many = data
+    a = _fit(client, one, 10**6, model="kde", max_rows=500, validation=0.0)
+    b = _fit(client, many, 300, model="kde", max_rows=500, validation=0.0)
+    assert a.metadata["kde_sample"] == {"rows_kept": 500, "rows": 4000, "max_rows": 500}
+    np.testing.assert_array_equal(a.params["points"], b.params["points"])
+    kept = a.params["points"] * a.scale + a.shift  # every kernel sits on a data row
+    assert np.all(np.isclose(kept[:, None, :], X[None, :, :], atol=1e-9).all(axis=2).any(axis=1))
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_fit_score_sample_through_a_scheduler_match_the_local_engine(
+    client: Any, data: tuple, tmp_path: Path
+) -> None:
+    _, _, many = data
+    address = client.scheduler.address
+    dask = ["--engine", "dask", "--scheduler", address]
+    fitted = _cli("fit", many, "-k", "2", "-o", "m.pkl", *dask)
+    assert fitted.exit_code == 0, fitted.output
+    model = load("m.pkl")
+    assert model.family == "gmm" and model.metadata["engine"]["name"] == "dask"
+    assert _cli("score", "m.pkl", many, "-o", "local.csv").exit_code == 0
+    assert _cli("score", "m.pkl", many, "-o", "dask.csv", *dask).exit_code == 0
+    assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()
+    scores = np.loadtxt("dask.csv", skiprows=1)
+    np.testing.assert_allclose(scores, model.score_samples(data[0]), rtol=1e-12)
+    n = 200_000  # four blocks: drawn by both workers
+    assert _cli("sample", "m.pkl", "-n", n, "--seed", 5, "-o", "l.npy").exit_code == 0
+    assert _cli("sample", "m.pkl", "-n", n, "--seed", 5, "-o", "d.npy", *dask).exit_code == 0
+    np.testing.assert_array_equal(np.load("d.npy"), np.load("l.npy"))
+
+
+def test_an_embedded_cluster_of_one_worker_draws_the_same_rows(
+    client: Any, data: tuple, tmp_path: Path
+) -> None:
+    _, _, many = data
+    assert _cli("fit", many, "-k", "2", "--validation", "0", "-o", "m.pkl").exit_code == 0
+    one = _cli(
+        "sample",
+        "m.pkl",
+        "-n",
+        150_000,
+        "--seed",
+        9,
+        "-o",
+        "one.npy",
+        "--engine",
+        "dask",
+        "--workers",
+        1,
+    )
+    assert one.exit_code == 0, one.output
+    assert "dask: embedded cluster, 1 worker" in one.output
+    address = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    assert (
+        _cli("sample", "m.pkl", "-n", 150_000, "--seed", 9, "-o", "two.npy", *address).exit_code
+        == 0
+    )
+    np.testing.assert_array_equal(np.load("one.npy"), np.load("two.npy"))
+
+
+def test_an_unreachable_scheduler_is_one_line_and_leaves_no_file(data: tuple) -> None:
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            str(data[1]),
+            "--engine",
+            "dask",
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "-o",
+            "m.pkl",
+        ],
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
+    assert not Path("m.pkl").exists()
+    assert time.monotonic() - started < 30  # the connection gives up; it does not hang
+
+
+def test_dask_not_installed_says_what_to_install(
+    data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = CliRunner().invoke(cli, ["fit", str(data[1]), "--engine", "dask", "-o", "m.pkl"])
+    assert result.exit_code == 1
+    assert "pip install 'gencli[dask]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not Path("m.pkl").exists()
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--workers", "2"], "--workers"),
+        (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler"),
+        (["--engine", "dask", "--scheduler", "tcp://h:1", "--workers", "2"], "--workers"),
+        (["--max-rows", "10"], "--max-rows"),
+    ],
+)
+def test_cluster_flags_out_of_place_are_usage_errors(data: tuple, args: list, flag: str) -> None:
+    result = CliRunner().invoke(cli, ["fit", str(data[1]), "-o", "m.pkl", *args])
+    assert result.exit_code == 2
+    assert flag in result.output
+    assert not Path("m.pkl").exists()
