@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench_dask import bench_dask_out_of_core, bench_dask_overhead, bench_dask_scaling
 from bench_gmm_memory import bench_gmm_memory
 from bench_harness import FAILED, FULL, INFO, MET, NOT_AVAILABLE, QUICK, Bench, Check, summary_table
 from bench_kde import bench_kde
@@ -50,10 +51,13 @@ PATHS: dict[str, tuple[str, Callable[[Bench], None]]] = {
     "auto": ("choose K in 1..10 by BIC", bench_auto),
     "stream": ("score and sample in constant memory", bench_streaming),
     "read": ("read a CSV", bench_read),
+    "dask_overhead": ("the Dask engine against the local one, 1M rows", bench_dask_overhead),
+    "dask_scaling": ("the Dask engine, 1 -> 2 workers", bench_dask_scaling),
+    "dask_ooc": ("the Dask engine out of core, 20M rows", bench_dask_out_of_core),
 }
 
 # Run only when named by --only or asked for with --long: they take an hour or more.
-LONG = ("kdedims", "gmm1m")
+LONG = ("kdedims", "gmm1m", "dask_overhead", "dask_scaling", "dask_ooc")
 
 
 def machine() -> dict[str, Any]:
@@ -163,7 +167,7 @@ def main(argv: list[str]) -> int:
             "checks": [asdict(check) for check in bench.checks],
             "summary": summary,
         }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return 0
 
 

@@ -77,23 +77,22 @@ def fit_file(
             **options,
         )
     options.pop("max_rows", None)
-    if is_many(data):
+    many = is_many(data)
+    if many:
+        from gencli.io.parts import expand
+
+        inputs: list[Any] = list(expand(data))
+    else:
+        assert isinstance(data, (str, os.PathLike))
+        check_input(data)  # first, so a bad data path is named as such
+        inputs = [data]
+    check_fit_outputs(output, report, inputs)
+    if many:
         from gencli.io.parts import read_parts
 
         table = read_parts(data, format=format, columns=columns, dropna=dropna, header=header)
         return fit_table(table, data, output, model, report, **options)
     assert isinstance(data, (str, os.PathLike))
-    check_input(data)  # first, so a bad data path is named as such
-    if os.fspath(output) == "-":
-        raise OutputError(
-            "-o -: a model file does not go to stdout; give a file name such as -o model.pkl"
-        )
-    outputs: list[Any] = [(output, "the model file"), (report, "the report")]
-    check_outputs(outputs, [data])
-    if report is not None:
-        from gencli.reports.files import report_outputs
-
-        check_outputs([outputs[0], *report_outputs(report)], [data])
     started = time.perf_counter()
     wanted = "sklearn.mixture" if model in ("gmm", "auto") and background_import else None
     loader = import_in_background(wanted, data, format)
@@ -101,6 +100,20 @@ def fit_file(
         data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
     )
     return fit_table(table, data, output, model, report, loader=loader, started=started, **options)
+
+
+def check_fit_outputs(output: Any, report: Any, inputs: Sequence[Any]) -> None:
+    """Refuse, before reading, a model file on stdout and outputs that are inputs."""
+    if os.fspath(output) == "-":
+        raise OutputError(
+            "-o -: a model file does not go to stdout; give a file name such as -o model.pkl"
+        )
+    outputs: list[Any] = [(output, "the model file"), (report, "the report")]
+    check_outputs(outputs, inputs)
+    if report is not None:
+        from gencli.reports.files import report_outputs
+
+        check_outputs([outputs[0], *report_outputs(report)], inputs)
 
 
 def is_many(data: Any) -> bool:
@@ -130,8 +143,6 @@ def fit_table(
     from gencli.fitting.fitter import fit  # not at the top: score and sample never need it
 
     started = time.perf_counter() if started is None else started
-    if not isinstance(data, (str, os.PathLike)) or is_many(data):
-        check_outputs([(output, "the model file"), (report, "the report")], [])
 
     summary = data_summary(table)  # before the fit, which may standardize the rows in place
     # With no report to draw the rows, they are the fit's to overwrite (a copy fewer).
@@ -214,21 +225,28 @@ def score_file(
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     options: dict[str, Any] = {"mode": mode, "dropna": dropna, "allow_underflow": allow_underflow}
-    stack = contextlib.ExitStack()
-    if many:
-        from gencli.engines.dask_jobs import many_scored
+    stack = contextlib.ExitStack()  # a cluster, then the writer: closed in turn
+    try:
+        if many:
+            from gencli.engines.dask_jobs import many_scored
 
-        stream, scored = many_scored(
-            stack, model, data, engine, cluster, say, format, header, options
+            stream, scored = many_scored(
+                stack, model, data, engine, cluster, say, format, header, options
+            )
+        else:
+            usecols = model.usecols(str(data))
+            stream = stream_table(
+                inputs[0], format=format, stdin=stdin, header=header, usecols=usecols
+            )
+            scored = None
+        names = Table(
+            np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source
         )
-    else:
-        stream = stream_table(
-            inputs[0], format=format, stdin=stdin, header=header, usecols=model.usecols(str(data))
-        )
-        scored = None
-    names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source)
-    extra = model.extra_columns(names)
-    picks = model.column_picks(names)
+        extra = model.extra_columns(names)
+        picks = model.column_picks(names)
+    except BaseException:
+        stack.close()
+        raise
     if scored is None:
         scored = score_chunks(model, stream, picks, **options)
     flag_names = ["outlier"] if threshold is not None else []

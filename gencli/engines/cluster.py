@@ -53,51 +53,76 @@ def cluster_client(
 ) -> Iterator[Any]:
     """A ``distributed.Client``: to ``scheduler`` (or Dask's configured address) if there is
     one, else to an embedded LocalCluster of ``workers`` single-threaded worker processes
-    (default one per core) with ``memory_limit`` each ('auto': the machine's memory shared).
-    ``say`` is told where the dashboard is."""
+    (default one per usable core) with ``memory_limit`` each ('auto': the machine's memory
+    shared). ``say`` is told where the work runs and where the embedded dashboard is."""
     require_dask()
     from distributed import Client, LocalCluster
 
     address = scheduler_address(scheduler)
-    cluster = None
-    if address is not None:
-        client = _connect(Client, address)
-    else:
-        n = workers or os.cpu_count() or 1
-        dashboard = ":0" if _has_bokeh() else None
-        try:
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=memory_limit or "auto",
-                dashboard_address=dashboard,
-                silence_logs=logging.ERROR,
-            )
-        except (ValueError, TypeError) as exc:
-            raise EngineError(
-                f"cannot start a local Dask cluster ({exc}); check --memory-limit"
-            ) from None
-        client = Client(cluster)
-    try:
+    if address is not None and scheduler is None and (workers or memory_limit):
+        flag = "--workers" if workers else "--memory-limit"
+        raise EngineError(
+            f"{flag} sizes an embedded cluster, but Dask is set to use the scheduler at "
+            f"{address} (DASK_SCHEDULER_ADDRESS or Dask's config); unset it or drop {flag}"
+        )
+    with contextlib.ExitStack() as stack:
+        link = None
+        if address is not None:
+            client = stack.enter_context(_connect(Client, address))
+            _wait_for_a_worker(client, address)
+            where = f"cluster at {address}"
+        else:
+            from gencli.fitting.selection import usable_cores
+
+            dashboard = ":0" if _has_bokeh() else None
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers or usable_cores(),
+                    threads_per_worker=1,
+                    processes=True,
+                    memory_limit=memory_limit or "auto",
+                    dashboard_address=dashboard,
+                    silence_logs=logging.CRITICAL,  # a failed task is reported once, by us
+                )
+            except (ValueError, TypeError) as exc:
+                raise EngineError(
+                    f"cannot start a local Dask cluster ({exc}); check --memory-limit"
+                ) from None
+            stack.enter_context(cluster)  # closed last, even if the client fails
+            client = stack.enter_context(Client(cluster))
+            where = "embedded cluster"
+            link = client.dashboard_link if dashboard else None
         if say is not None:
-            where = "embedded cluster" if cluster is not None else f"cluster at {address}"
-            count = len(client.scheduler_info().get("workers", {}))
-            # A remote scheduler's dashboard link is a guess from the config (it is printed
-            # even for `dask scheduler --no-dashboard`); the embedded one's is known.
-            link = client.dashboard_link if cluster is not None and dashboard else None
+            count = worker_count(client)
             say(
                 f"dask: {where}, {count} worker{'s' if count != 1 else ''}"
                 + (f", dashboard {link}" if link else "")
             )
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        from distributed import KilledWorker
+
+        try:
+            yield client
+        except KilledWorker as exc:
+            raise EngineError(
+                f"Dask workers died while running a task ({' '.join(str(exc).split())[:120]}); "
+                "they may have run out of memory: give them more with --memory-limit, or cut "
+                "the data into smaller part files"
+            ) from None
+
+
+def _wait_for_a_worker(client: Any, address: str) -> None:
+    """A scheduler with no worker would wait for ever: say so instead."""
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+    except TimeoutError:
+        raise EngineError(
+            f"the Dask scheduler at {address} has no workers (none joined within "
+            f"{CONNECT_SECONDS} s); start some with 'dask worker {address}'"
+        ) from None
 
 
 def _connect(client_class: Any, address: str) -> Any:
+    """A client connected to ``address`` (a context manager), or the one-line refusal."""
     try:
         return client_class(address, timeout=f"{CONNECT_SECONDS}s")
     except (OSError, TimeoutError, ValueError) as exc:
@@ -116,11 +141,20 @@ def _has_bokeh() -> bool:
     return True
 
 
+def _workers(client: Any) -> dict[str, Any]:
+    """Every worker's record (scheduler_info lists only five unless asked for all)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # older distributed lists them all and takes no argument
+        info = client.scheduler_info()
+    return dict(info.get("workers", {}))
+
+
 def worker_memory(client: Any) -> int:
     """The smallest memory limit of the cluster's workers, in bytes (0: no limit)."""
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    limits = [w.get("memory_limit") or 0 for w in _workers(client).values()]
     return int(min(limits)) if limits else 0
 
 
 def worker_count(client: Any) -> int:
-    return len(client.scheduler_info()["workers"])
+    return len(client.nthreads())

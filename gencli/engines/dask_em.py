@@ -8,6 +8,7 @@ data per iteration (all candidates share the pass), with the local engine's repa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class Candidate:
     tol: float
     run: em_stats.EmRun | None = None
     start: dict[str, Any] | None = None
+    initial: tuple[em_stats.Statistics, np.ndarray] | None = None  # k-means' assignment
     fixes: list[str] = field(default_factory=list)
     retried_collapse: bool = False
     extended: bool = False
@@ -58,6 +60,7 @@ class ClusterData:
         self.raw: list[Any] = []
         self.sources: list[Any] = []
         self.splits: list[tasks.Split] = []
+        self.em_passes: list[float] = []  # seconds of each EM pass over every part
 
     def moments(self, keep: bool) -> dict[str, Any]:
         """One pass: each part's moments (and, with ``keep``, its rows left on the workers)."""
@@ -93,13 +96,17 @@ class ClusterData:
     def reduce(self, function: Callable[..., list[Any]], *args: Any) -> list[Any]:
         """``function(source, *args)`` on every part, summed element-wise in a tree."""
         client = self.client
+        started = time.perf_counter()
         level = [client.submit(function, s, *args, pure=False) for s in self.sources]
         while len(level) > 1:
             level = [
                 client.submit(tasks.add, *level[i : i + FAN_IN], pure=False)
                 for i in range(0, len(level), FAN_IN)
             ]
-        return client.gather(level[0])
+        result: list[Any] = client.gather(level[0])
+        if function is tasks.em_pass:  # the EM iterations' wall time, for the record
+            self.em_passes.append(time.perf_counter() - started)
+        return result
 
     def concat(self, function: Callable[..., np.ndarray], *args: Any, d: int) -> np.ndarray:
         """``function(source, split, *args)`` on every part, stacked in part order."""
@@ -129,13 +136,24 @@ def initialize(
     kinds = [c.covariance for c in candidates]
     stats = data.reduce(tasks.hard_pass, centres, kinds)
     for cand, stat, centre in zip(candidates, stats, centres, strict=True):
+        cand.initial = (stat, centre)
+        _restart(cand)
+
+
+def _restart(cand: Candidate) -> None:
+    """A fresh run from the initialization, with the candidate's current ``reg_covar``
+    (scikit-learn, refitting with a larger one, initializes with it too); a warm-started
+    candidate (the refit) starts from its given parameters."""
+    if cand.initial is not None:
+        stat, centre = cand.initial
         while True:
             try:
                 cand.start = em_stats.m_step(stat, centre, cand.covariance, cand.reg_covar)
                 break
             except em_stats.SingularCovariance:
                 _raise_reg(cand, "a covariance was singular")
-        cand.run = em_stats.EmRun(dict(cand.start), cand.reg_covar, cand.tol, cand.max_iter)
+    assert cand.start is not None
+    cand.run = em_stats.EmRun(dict(cand.start), cand.reg_covar, cand.tol, cand.max_iter)
 
 
 def _raise_reg(cand: Candidate, why: str, factor: float = 10.0, floor: float = 1e-6) -> None:
@@ -152,34 +170,34 @@ def _raise_reg(cand: Candidate, why: str, factor: float = 10.0, floor: float = 1
     cand.reg_covar = new_reg
 
 
-def run_em(data: ClusterData, candidates: list[Candidate], every_row: bool) -> None:
+def run_em(
+    data: ClusterData, candidates: list[Candidate], every_row: bool, base_reg: float
+) -> None:
     """EM passes until every candidate has converged (or hit its iteration cap), with the
     local engine's repairs: a singular covariance restarts with a 10x larger ``reg_covar``,
-    a collapsed component once with a 1000x larger one (at least 1e-3), and EM that has not
-    converged goes on for 5x as many iterations."""
-    base = {id(c): c.reg_covar for c in candidates}
+    a collapsed component (judged against ``base_reg``, the user's regularizer) once with a
+    1000x larger one (at least 1e-3), and EM that has not converged goes on for 5x as many
+    iterations."""
     while True:
         active = [c for c in candidates if not c.em.done]
         if not active:
-            restarted = [c for c in candidates if _repair_after(c, base[id(c)])]
+            restarted = [c for c in candidates if _repair_after(c, base_reg)]
             if not restarted:
                 return
             continue
-        stats = data.reduce(tasks.em_pass, [c.em.params for c in active], every_row)
+        params = data.client.scatter([c.em.params for c in active], broadcast=True)
+        stats = data.reduce(tasks.em_pass, params, every_row)
         for cand, stat in zip(active, stats, strict=True):
             try:
                 cand.em.step(stat)
             except em_stats.SingularCovariance:
                 _raise_reg(cand, "a covariance was singular")
-                cand.run = em_stats.EmRun(
-                    dict(cand.start or cand.em.params), cand.reg_covar, cand.tol, cand.max_iter
-                )
+                _restart(cand)
 
 
 def _repair_after(cand: Candidate, base_reg: float) -> bool:
     """Restart or extend a finished run that needs it; True if it runs again."""
-    run = cand.run
-    assert run is not None
+    run = cand.em
     estimator = gmm.from_params(em_stats.as_model_params(run))
     if not cand.retried_collapse and gmm.collapsed(estimator, base_reg):
         cand.retried_collapse = True
@@ -189,9 +207,7 @@ def _repair_after(cand: Candidate, base_reg: float) -> bool:
             1000.0,
             1e-3,
         )
-        cand.run = em_stats.EmRun(
-            dict(cand.start or run.params), cand.reg_covar, cand.tol, cand.max_iter
-        )
+        _restart(cand)
         return True
     if not run.converged and not cand.extended:
         cand.extended = True

@@ -67,7 +67,7 @@ def fit_on_cluster(
 ) -> DensityModel:
     """Fit ``model`` ('gmm', 'kde' or 'auto': mixtures judged on the held-out rows) to the
     data set ``plan`` on the cluster behind ``client``."""
-    from gencli.engines.cluster import worker_memory
+    from gencli.engines.cluster import worker_count, worker_memory
     from gencli.fitting.fitter import resolve_model
 
     given = {"components": components, "covariance": covariance, "select": select}
@@ -76,15 +76,18 @@ def fit_on_cluster(
     family, settings = resolve_model(model, {k: v for k, v in given.items() if v is not None})
     if family == "auto":  # mixtures only here, judged on the held-out rows
         settings["select"] = "heldout" if validation > 0 else "bic"
+    if family != "kde":
+        _refuse_unsupported(settings, n_init, local_options, validation)
     started = time.perf_counter()
     seed = sample_entropy(None) % (1 << 32) if seed is None else int(seed)
     data = ClusterData(client, plan, say)
     limit = worker_memory(client)
     estimate = estimated_bytes(plan)
-    keep = limit == 0 or estimate <= KEEP_FRACTION * limit * max(
-        1, len(client.scheduler_info()["workers"])
+    # A kernel density needs only a sample: its rows are read once more, not kept.
+    keep = family != "kde" and (
+        limit == 0 or estimate <= KEEP_FRACTION * limit * worker_count(client)
     )
-    if not keep:
+    if family != "kde" and not keep:
         say(f"dask: the data (about {estimate / 1e9:.1f} GB) is read again on every pass")
     stats = data.moments(keep)
     n, d = int(stats["rows"]), len(plan.columns)
@@ -112,16 +115,13 @@ def fit_on_cluster(
         result = _fit_kde_sample(data, n, seed, max_rows, say, kde_options | local_options)
         result.metadata["fit_seconds"] = time.perf_counter() - started
         result.metadata["data_summary"] = summary
+        result.metadata["dropped_rows"] = int(stats["dropped"])
         return result
-    if n_init not in (None, 1):
-        raise FitError("--n-init is 1 on --engine dask (one EM run per candidate); drop --n-init")
-    if local_options.get("discrete") not in (None, "none", "warn"):
-        raise FitError(
-            "--discrete is not available on --engine dask yet: mixtures there treat every "
-            "column as continuous; drop --discrete or use --engine local"
-        )
     data.prepare(shift, scale, seed, validation)
-    fitted = fit_mixtures(data, settings, seed=seed, d=d, n=n, refit=refit)
+    try:
+        fitted = fit_mixtures(data, settings, seed=seed, d=d, n=n, refit=refit)
+    except FitError as exc:
+        raise FitError(f"{plan.source}: {exc}") from None
     for key in ("train_mean", "measured_train_mean", "heldout_mean"):
         fitted[key] = None if fitted[key] is None else float(fitted[key])
     result = DensityModel(
@@ -129,8 +129,24 @@ def fit_on_cluster(
     )
     result.metadata = _metadata(data, stats, fitted, seed, standardize, validation)
     result.metadata["data_summary"] = summary
+    result.metadata["dropped_rows"] = int(stats["dropped"])
     result.metadata["fit_seconds"] = time.perf_counter() - started
     return result
+
+
+def _refuse_unsupported(
+    settings: dict[str, Any], n_init: int | None, options: dict[str, Any], validation: float
+) -> None:
+    """What a mixture fit on the cluster does not do, refused before any work."""
+    if n_init not in (None, 1):
+        raise FitError("--n-init is 1 on --engine dask (one EM run per candidate); drop --n-init")
+    if options.get("discrete") not in (None, "none", "warn"):
+        raise FitError(
+            "--discrete is not available on --engine dask yet: mixtures there treat every "
+            "column as continuous; drop --discrete or use --engine local"
+        )
+    if settings["select"] == "heldout" and validation <= 0:
+        raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
 
 
 def fit_mixtures(
@@ -146,10 +162,10 @@ def fit_mixtures(
     kinds = (
         list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
     )
-    candidates = [
+    candidates = [  # the local engine's order: ties go to the earlier one
         Candidate(k, c, settings["reg_covar"], settings["max_iter"], settings["tol"])
-        for k in ks
         for c in kinds
+        for k in ks
     ]
     sample = data.concat(tasks.sample_rows, min(1.0, INIT_ROWS / max(n, 1)), d=d)
     if len(sample) < max(ks):
@@ -160,8 +176,9 @@ def fit_mixtures(
             f"a {ks[0]}-component mixture needs at least {ks[0]} rows but only {len(sample)} "
             "rows are there to train on; use fewer --components"
         )
+    base_reg = float(settings["reg_covar"])  # what a collapse is judged against
     initialize(data, candidates, sample, seed)
-    run_em(data, candidates, every_row=False)
+    run_em(data, candidates, every_row=False, base_reg=base_reg)
     sums = data.reduce(tasks.score_pass, [c.em.params for c in candidates], False)
     records = []
     for cand, (train_sum, train_rows, valid_sum, valid_rows) in zip(candidates, sums, strict=True):
@@ -211,17 +228,25 @@ def fit_mixtures(
         final.run = em_stats.EmRun(
             dict(chosen.em.params), final.reg_covar, final.tol, final.max_iter
         )
-        run_em(data, [final], every_row=True)
+        run_em(data, [final], every_row=True, base_reg=base_reg)
         whole = data.reduce(tasks.score_pass, [final.em.params], True)[0]
         final_train_mean = whole[0] / whole[1] + data.log_jacobian
     else:
         final_train_mean = train_mean
     warnings = []
     params = em_stats.as_model_params(final.em)
+    finite = [params["means"], params["covariances"], final_train_mean]
+    if not all(np.all(np.isfinite(value)) for value in finite):
+        raise FitError("the mixture fit produced non-finite parameters; try a larger --reg-covar")
     if not final.em.converged:
         warnings.append(
             f"EM did not converge in {final.max_iter} iterations even after continuing; "
             "try a larger --max-iter or --tol"
+        )
+    if gmm.collapsed(gmm.from_params(params), base_reg):
+        warnings.append(
+            "a component still sits on a few rows (its variance is the regularizer), so its "
+            "density is a spike; try fewer --components or a larger --reg-covar"
         )
     return {
         "params": params,
@@ -231,7 +256,8 @@ def fit_mixtures(
             if len(records) > 1
             else None
         ),
-        "fixes": [f for c in candidates for f in c.fixes] + (final.fixes if refitted else []),
+        # As the local engine: the chosen fit's repairs (the others' are in their rows).
+        "fixes": chosen.fixes + (final.fixes if refitted else []),
         "warnings": warnings,
         "train_mean": final_train_mean,
         "train_rows": int(whole[1]) if refitted else train_rows,
@@ -281,13 +307,17 @@ def _fit_kde_sample(
 
     plan, client = data.plan, data.client
     rate = min(1.0, 1.2 * max_rows / max(n, 1) + 1e-9)
-    futures = [
-        client.submit(tasks.raw_sample, plan, i, offset, seed, rate, pure=False)
-        for i, offset in enumerate(data.offsets())
-    ]
-    pieces = client.gather(futures)
-    keys = np.concatenate([p[0] for p in pieces])
-    rows = np.concatenate([p[1] for p in pieces])
+    while True:  # the draw is random in size: draw again, wider, if it came up short
+        futures = [
+            client.submit(tasks.raw_sample, plan, i, offset, seed, rate, pure=False)
+            for i, offset in enumerate(data.offsets())
+        ]
+        pieces = client.gather(futures)
+        keys = np.concatenate([p[0] for p in pieces])
+        rows = np.concatenate([p[1] for p in pieces])
+        if len(keys) >= min(max_rows, n) or rate >= 1.0:
+            break
+        rate = min(1.0, 2.0 * rate)
     if len(keys) > max_rows:
         order = np.sort(np.argsort(keys, kind="stable")[:max_rows])  # file order kept
         rows = rows[order]
@@ -314,6 +344,8 @@ def _engine_record(data: ClusterData) -> dict[str, Any]:
         "workers": worker_count(data.client),
         "partitions": len(data.plan.parts),
         "kept_in_memory": bool(data.sources) and not isinstance(data.sources[0], tasks.Split),
+        "em_passes": len(data.em_passes),
+        "em_pass_seconds": float(np.median(data.em_passes)) if data.em_passes else None,
     }
 
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from gencli.density.model import DensityModel, sample_entropy
 from gencli.engines.local import ScoredChunk, score_chunks
+from gencli.errors import DataError
 from gencli.io.parts import PartPlan
-from gencli.io.streams import TableStream
+from gencli.io.streams import TableStream, shift_rows
 from gencli.io.table import Table
 
 
@@ -65,13 +66,20 @@ def score_part(
         )
     else:
         from gencli.io.parts import read_groups
+        from gencli.io.streams import CHUNK_ROWS
+        from gencli.io.table import block_rows
 
         wanted = tuple(model.columns) if model.named_columns else ()
         values, columns = read_groups(replace(plan, columns=wanted), part)
-        stream = TableStream(columns, True, part.path, iter([values]))
+        step = block_rows(CHUNK_ROWS, len(columns))  # the local engine's chunks
+        chunks = (values[i : i + step] for i in range(0, len(values), step))
+        stream = TableStream(columns, True, part.path, chunks)
     names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, part.path)
     picks = model.column_picks(names)
-    return list(score_chunks(model, stream, picks, **options))
+    try:
+        return list(score_chunks(model, stream, picks, **options))
+    except DataError as exc:  # rows counted from the file's first, not the part's
+        raise DataError(shift_rows(str(exc), part.start)) from None
 
 
 def scored_chunks(
@@ -111,6 +119,9 @@ def many_scored(
 
     plan = plan_parts(data, format=format, header=header)
     names = TableStream(list(plan.columns), plan.named, plan.source, iter(()))
+    model.column_picks(
+        Table(np.empty((0, len(plan.columns))), list(plan.columns), plan.named, plan.source)
+    )  # before any cluster
     client = enter_cluster(stack, cluster, say) if engine == "dask" else None
     return names, scored_chunks(client, model, plan, options)
 
@@ -152,6 +163,10 @@ def sampled_chunks(
 ) -> Iterator[np.ndarray]:
     """``n`` rows from the model, drawn on the workers in the local engine's blocks (the same
     rows for a seed, whatever the number of workers)."""
+    from gencli.density.model import check_sample_count
+    from gencli.errors import OutputError
+
+    n = check_sample_count(n)
     entropy = sample_entropy(seed)
     shared = client.scatter(model, broadcast=True)
     blocks = -(-n // model.block_rows())
@@ -159,7 +174,10 @@ def sampled_chunks(
         (draw_blocks, (shared, n, first, BLOCKS_PER_TASK, entropy))
         for first in range(0, blocks, BLOCKS_PER_TASK)
     )
-    yield from in_order(client, calls)
+    for chunk in in_order(client, calls):
+        if not np.all(np.isfinite(chunk)):  # as the local engine checks
+            raise OutputError("the model produced non-finite samples; refit it")
+        yield chunk
 
 
 # ----------------------------------------------------------------------------- fit
@@ -212,10 +230,17 @@ def fit_job(
         fitted = fit_on_cluster(client, plan, model, say=note, **options)
     meta = fitted.metadata
     summary = meta.pop("data_summary", None) or []
+    dropped = int(meta.pop("dropped_rows", 0))
     fitted.save(output)
     record = fit_record(
-        fitted, plan.source, int(meta["rows"]), 0, output, time.perf_counter() - started, summary
+        fitted,
+        plan.source,
+        int(meta["rows"]),
+        dropped,
+        output,
+        time.perf_counter() - started,
+        summary,
     )
-    record["notes"] = []
+    record["notes"] = list(plan.notes)
     record["engine"] = meta.get("engine")
     return record

@@ -17,6 +17,7 @@ import numpy as np
 
 from gencli.fitting import em_stats
 from gencli.io.parts import PartPlan
+from gencli.io.table import Table
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 SALT_HELDOUT, SALT_SAMPLE, SALT_QUANTILES = 1, 2, 3
@@ -46,15 +47,16 @@ class Split:
     validation: float
 
 
-def read(plan: PartPlan, index: int) -> np.ndarray:
+def read(plan: PartPlan, index: int) -> Table:
     return plan.read(index)
 
 
-def moments(X: np.ndarray) -> dict[str, Any]:
-    """Count, mean, sum of squared deviations, least and largest value of each column, and
-    the SHA-256 of the values (as the local engine hashes the whole table)."""
+def moments(table: Table) -> dict[str, Any]:
+    """Count, mean, sum of squared deviations, least and largest value of each column, the
+    SHA-256 of the values (as the local engine hashes the whole table), rows dropped."""
     from gencli.density.model import data_sha256
 
+    X = table.values
     mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
     return {
         "rows": int(X.shape[0]),
@@ -63,6 +65,7 @@ def moments(X: np.ndarray) -> dict[str, Any]:
         "min": X.min(axis=0) if len(X) else np.full(X.shape[1], np.inf),
         "max": X.max(axis=0) if len(X) else np.full(X.shape[1], -np.inf),
         "sha256": data_sha256(X),
+        "dropped": int(table.dropped_rows),
     }
 
 
@@ -73,6 +76,7 @@ def combine_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
         n_a, n_b = out["rows"], part["rows"]
         n = n_a + n_b
         if n_b == 0:
+            out["dropped"] += part["dropped"]
             continue
         delta = part["mean"] - out["mean"]
         out = {
@@ -81,6 +85,7 @@ def combine_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "m2": out["m2"] + part["m2"] + delta**2 * (n_a * n_b / n),
             "min": np.minimum(out["min"], part["min"]),
             "max": np.maximum(out["max"], part["max"]),
+            "dropped": out["dropped"] + part["dropped"],
         }
     digests = "".join(p["sha256"] for p in parts)
     out["sha256"] = (
@@ -91,11 +96,11 @@ def combine_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def split(X: np.ndarray, how: Split) -> tuple[np.ndarray, np.ndarray]:
+def split(table: Table, how: Split) -> tuple[np.ndarray, np.ndarray]:
     """The part's standardized training rows and held-out rows."""
     from gencli.density.preprocess import standardize
 
-    Z = standardize(X, how.shift, how.scale)
+    Z = standardize(table.values, how.shift, how.scale)
     if how.validation <= 0:
         return Z, Z[:0]
     held = uniform(how.seed, SALT_HELDOUT, how.offset, len(Z)) < how.validation
@@ -162,21 +167,24 @@ def raw_sample(
     plan: PartPlan, index: int, offset: int, seed: int, rate: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The part's rows (data units) whose hash is below ``rate``, with those hash values."""
-    X = read(plan, index)
+    X = read(plan, index).values
     u = uniform(seed, SALT_SAMPLE, offset, len(X))
     keep = u < rate
     return u[keep], X[keep]
 
 
 def heldout_scores(source: Any, how: Split, params: dict[str, Any], rate: float) -> np.ndarray:
-    """Log-densities (standardized units) of a seeded sample of the part's held-out rows."""
+    """Log-densities (standardized units) of a seeded sample of the part's held-out rows,
+    chosen by each row's index in the data set (the same rows however it is cut)."""
     from gencli.density.families import gmm
 
-    _, held = rows_of(source)
+    train, held = rows_of(source)
     if not len(held):
         return np.zeros(0)
-    keep = uniform(how.seed, SALT_QUANTILES, how.offset, len(held)) < rate
-    return gmm.log_density(params, held[keep])
+    n = len(train) + len(held)
+    held_mask = uniform(how.seed, SALT_HELDOUT, how.offset, n) < how.validation
+    chosen = uniform(how.seed, SALT_QUANTILES, how.offset, n)[held_mask] < rate
+    return gmm.log_density(params, held[chosen])
 
 
 def add(*parts: list[Any]) -> list[Any]:

@@ -80,9 +80,9 @@ def statistics(Z: np.ndarray, params: dict[str, Any]) -> Statistics:
 def hard_statistics(Z: np.ndarray, centres: np.ndarray, covariance_type: str) -> Statistics:
     """Statistics with each row given wholly to its nearest centre (k-means' assignment),
     which scikit-learn's k-means initialization turns into the first parameters."""
-    distance = (
-        np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * Z @ centres.T + np.sum(centres**2, axis=1)
-    )
+    # Squared distances from the differences, not |z|^2 - 2 z.c + |c|^2 (which cancels
+    # for rows far from the origin, e.g. unstandardized data near 1e8).
+    distance = np.column_stack([np.einsum("ij,ij->i", Z - c, Z - c) for c in centres])
     resp = np.zeros((Z.shape[0], centres.shape[0]))
     resp[np.arange(Z.shape[0]), np.argmin(distance, axis=1)] = 1.0
     return _accumulate(Z, resp, centres, covariance_type, math.nan)

@@ -26,7 +26,7 @@ from gencli.io.data import (
     select_columns,
 )
 from gencli.io.streams import stream_table
-from gencli.io.table import Table, unique_names
+from gencli.io.table import Table, default_names, unique_names
 
 # Rows per part when a Parquet file's row groups are gathered: enough that a task's fixed
 # costs (tens of milliseconds) are small, few enough that a part is ~100 MB at 10 columns.
@@ -42,6 +42,7 @@ class Part:
     format: str
     groups: tuple[int, ...] | None = None
     rows: int | None = None  # known without reading (Parquet footers), else None
+    start: int = 0  # rows of its file before it (row groups before ``groups``)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,11 @@ class PartPlan:
     named: bool
     header: bool | None
     dropna: bool
+    width: int = 0  # columns of the first file (files without names match by position)
+    notes: tuple[str, ...] = ()  # what reading the first file guessed
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int) -> Table:
+        """Part ``index``'s rows (``dropped_rows`` counts those --dropna dropped)."""
         return read_part(self, self.parts[index])
 
 
@@ -83,10 +87,14 @@ def expand(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> l
                 )
             paths.extend(found)
         elif glob.has_magic(text) and not os.path.exists(text):
-            found = sorted(glob.glob(text, recursive=True))
+            found = [
+                p
+                for p in sorted(glob.glob(text, recursive=True))
+                if os.path.isfile(p) and not os.path.basename(p).startswith(("_", "."))
+            ]
             if not found:
-                raise DataError(f"{text}: no file matches this pattern; check it")
-            paths.extend(p for p in found if os.path.isfile(p))
+                raise DataError(f"{text}: no data file matches this pattern; check it")
+            paths.extend(found)
         else:
             paths.append(text)
     return paths
@@ -104,7 +112,9 @@ def plan_parts(
     """Cut ``data`` into parts; the first file's columns (or ``columns``) are every part's."""
     paths = expand(data)
     if "-" in paths:
-        raise DataError("standard input cannot be read in parts; give files (or --engine local)")
+        raise DataError(
+            "standard input cannot be read with other files or on a cluster; give files"
+        )
     fmt = format
     if fmt is not None and fmt not in FORMATS:
         format_for(paths[0], fmt)  # the one-line refusal of an unknown format
@@ -118,7 +128,16 @@ def plan_parts(
     empty = Table(np.empty((0, len(head.columns))), list(head.columns), head.named, first.path)
     select_columns(empty, chosen)  # an unknown name is refused before any work
     source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more files)"
-    return PartPlan(source, tuple(parts), tuple(chosen), head.named, head.named, dropna)
+    return PartPlan(
+        source,
+        tuple(parts),
+        tuple(chosen),
+        head.named,
+        head.named,
+        dropna,
+        width=len(head.columns),
+        notes=tuple(head.notes),
+    )
 
 
 def _parquet_parts(path: str, part_rows: int) -> list[Part]:
@@ -132,38 +151,35 @@ def _parquet_parts(path: str, part_rows: int) -> list[Part]:
     metadata: pq.FileMetaData = handle.metadata
     out: list[Part] = []
     run: list[int] = []
-    rows = 0
+    rows = start = 0
     for group in range(metadata.num_row_groups):
         run.append(group)
         rows += metadata.row_group(group).num_rows
         if rows >= part_rows:
-            out.append(Part(path, "parquet", tuple(run), rows))
-            run, rows = [], 0
+            out.append(Part(path, "parquet", tuple(run), rows, start))
+            run, start, rows = [], start + rows, 0
     if run or not out:
-        out.append(Part(path, "parquet", tuple(run), rows))
+        out.append(Part(path, "parquet", tuple(run), rows, start))
     return out
 
 
-def read_part(plan: PartPlan, part: Part) -> np.ndarray:
+def read_part(plan: PartPlan, part: Part) -> Table:
     """The part's rows, the plan's columns, as finite float64 (missing values refused, or
-    dropped with the plan's ``dropna``)."""
+    dropped with the plan's ``dropna`` and counted)."""
     if part.format == "parquet" and part.groups is not None:
-        table = _read_groups(plan, part)
-    else:
-        table = read_table(
-            part.path,
-            format=part.format,
-            columns=None,
-            header=plan.header,
-            dropna=plan.dropna,
-        )
-        table = _match_columns(plan, table)
-    return np.ascontiguousarray(table.values)
+        return _read_groups(plan, part)
+    table = read_table(part.path, format=part.format, header=plan.header, dropna=plan.dropna)
+    return _match_columns(plan, table)
 
 
 def _read_groups(plan: PartPlan, part: Part) -> Table:
     values, columns = read_groups(plan, part)
-    return require_finite(Table(values, columns, True, part.path), dropna=plan.dropna)
+    try:
+        return require_finite(Table(values, columns, True, part.path), dropna=plan.dropna)
+    except DataError as exc:  # rows counted from the file's first, not the part's
+        from gencli.io.streams import shift_rows
+
+        raise DataError(shift_rows(str(exc), part.start)) from None
 
 
 def read_groups(plan: PartPlan, part: Part) -> tuple[np.ndarray, list[str]]:
@@ -195,7 +211,7 @@ def read_groups(plan: PartPlan, part: Part) -> tuple[np.ndarray, list[str]]:
 
 def _match_columns(plan: PartPlan, table: Table) -> Table:
     """The plan's columns of a part read whole: by name when the files have names, else
-    by position (and then every file must have as many columns)."""
+    by position (x0, x1, ... of a file with as many columns as the first)."""
     if plan.named and table.named:
         missing = [c for c in plan.columns if c not in table.columns]
         if missing:
@@ -204,12 +220,16 @@ def _match_columns(plan: PartPlan, table: Table) -> Table:
                 "give files with the same columns"
             )
         return select_columns(table, list(plan.columns))
-    if table.n_columns != len(plan.columns) and not plan.named:
+    if table.named != plan.named or table.n_columns != plan.width:
         raise DataError(
-            f"{table.source}: has {table.n_columns} columns but the first file has "
-            f"{len(plan.columns)}; give files with the same columns"
+            f"{table.source}: has {table.n_columns} columns"
+            + (" and no header" if plan.named else "")
+            + f" but the first file has {plan.width}"
+            + (" with names" if plan.named else "")
+            + "; give files with the same columns"
         )
-    return replace(table, columns=list(plan.columns))
+    table = replace(table, columns=default_names(plan.width), named=False)
+    return select_columns(table, list(plan.columns))
 
 
 def read_parts(
@@ -222,5 +242,7 @@ def read_parts(
 ) -> Table:
     """Every part of ``data`` in one table, in order (the local engine's read of many files)."""
     plan = plan_parts(data, format=format, columns=columns, header=header, dropna=dropna)
-    values = np.concatenate([plan.read(i) for i in range(len(plan.parts))])
-    return Table(values, list(plan.columns), plan.named, plan.source)
+    tables = [plan.read(i) for i in range(len(plan.parts))]
+    values = np.concatenate([t.values for t in tables])
+    dropped = sum(t.dropped_rows for t in tables)
+    return Table(values, list(plan.columns), plan.named, plan.source, dropped, plan.notes)

@@ -24,6 +24,7 @@ from gencli.engines.dask_em import Candidate, ClusterData, run_em
 from gencli.engines.dask_fit import fit_on_cluster
 from gencli.fitting import em_stats
 from gencli.io.parts import plan_parts
+from gencli.io.table import Table
 
 pytest.importorskip("distributed")
 
@@ -96,7 +97,7 @@ def test_distributed_em_reaches_scikit_learns_fixed_point(
     cluster_data.prepare(np.zeros(3), np.ones(3), seed=0, validation=0.0)
     candidate = Candidate(2, covariance, 1e-6, 2000, 1e-9)
     candidate.run = em_stats.EmRun(dict(params), 1e-6, 1e-9, 2000)
-    run_em(cluster_data, [candidate], every_row=False)
+    run_em(cluster_data, [candidate], every_row=False, base_reg=1e-6)
     ours = gmm.log_density(candidate.run.params, X).mean()
     assert abs(ours - reference.score(X)) < 1e-6
     np.testing.assert_allclose(candidate.run.params["means"], reference.means_, atol=1e-5)
@@ -242,3 +243,49 @@ def test_cluster_flags_out_of_place_are_usage_errors(data: tuple, args: list, fl
     assert result.exit_code == 2
     assert flag in result.output
     assert not Path("m.pkl").exists()
+
+
+def test_bad_data_in_one_part_is_one_line_naming_that_file(client: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "gappy"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    good, bad = rng.normal(size=(50, 2)), rng.normal(size=(50, 2))
+    bad[6, 1] = np.nan
+    np.savetxt(folder / "a.csv", good, delimiter=",", header="u,v", comments="")
+    np.savetxt(folder / "b.csv", bad, delimiter=",", header="u,v", comments="")
+    address = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    command = ["fit", str(folder), "-k", "2", "-o", "m.pkl", "-q", *address]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {folder / 'b.csv'}: column 'v' has missing or infinite values at row 7 (data "
+        "rows, counting from 1); remove them or pass --dropna to drop the 1 affected rows"
+    ]
+    assert not Path("m.pkl").exists()
+    dropped = _cli("fit", folder, "-k", "2", "--dropna", "-o", "m.pkl", *address)
+    assert dropped.exit_code == 0, dropped.output
+    assert load("m.pkl").metadata["rows"] == 99
+
+
+def test_the_held_out_quantile_sample_does_not_depend_on_the_cut() -> None:
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(3000, 2))
+    params = {"covariance_type": "diag", "weights": np.ones(1), "means": np.zeros((1, 2))}
+    params["covariances"] = np.ones((1, 2))
+
+    def scores(cuts: list[int]) -> np.ndarray:
+        out = []
+        for start, stop in zip([0, *cuts], [*cuts, len(Z)], strict=True):
+            how = dask_tasks.Split(None, 0, start, np.zeros(2), np.ones(2), 3, 0.3)  # type: ignore[arg-type]
+            source = dask_tasks.split(Table(Z[start:stop], ["a", "b"], True, "z"), how)
+            out.append(dask_tasks.heldout_scores(source, how, params, 0.25))
+        return np.concatenate(out)
+
+    whole, cut = scores([]), scores([7, 1000, 1001, 2500])
+    assert 150 < len(whole) < 300  # a quarter of the ~900 held-out rows
+    np.testing.assert_array_equal(whole, cut)
+
+
+def test_a_tiny_max_rows_keeps_exactly_that_many(client: Any, data: tuple) -> None:
+    model = _fit(client, data[2], 300, model="kde", max_rows=3, validation=0.0)
+    assert len(model.params["points"]) == 3

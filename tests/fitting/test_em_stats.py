@@ -157,3 +157,14 @@ def test_a_covariance_that_collapses_is_reported_as_singular() -> None:
         em_stats.m_step(stats, centres, "full", reg_covar=0.0)
     params = em_stats.m_step(stats, centres, "full", reg_covar=1e-3)  # the repair
     assert np.all(np.linalg.eigvalsh(params["covariances"]) > 0)
+
+
+def test_rows_go_to_their_nearest_centre_far_from_the_origin() -> None:
+    """Unstandardized rows near 1e8: |z|^2 - 2 z.c + |c|^2 loses the differences (1e16 each);
+    distances taken from z - c do not."""
+    rng = np.random.default_rng(4)
+    Z = 1e8 + rng.normal(0.0, 1.0, (1000, 2))
+    centres = np.array([[1e8 - 0.5, 1e8], [1e8 + 0.5, 1e8]])
+    stats = em_stats.hard_statistics(Z, centres, "diag")
+    nearest = np.argmin(((Z[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    np.testing.assert_array_equal(stats.weight, np.bincount(nearest, minlength=2))
