@@ -8,7 +8,6 @@ plain summary dictionary that the CLI renders.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +17,12 @@ import numpy as np
 
 from gencli.density.model import DensityModel
 from gencli.density.modelfile import load
-from gencli.engines.local import import_in_background, sample_chunks, score_chunks
+from gencli.engines.local import (
+    import_in_background,
+    sample_chunks,
+    score_chunks,
+    score_summary,
+)
 from gencli.errors import DataError, OutputError
 from gencli.fitting.records import data_summary, fit_record
 from gencli.io.atomic import check_outputs
@@ -208,9 +212,11 @@ def score_file(
     ``engine='dask'`` scores the parts on a cluster's workers (``cluster`` as for
     :func:`fit_file`), with the same numbers.
     """
+    from gencli.engines.dask_jobs import check_folder_output, is_folder_output
     from gencli.io.writers import output_format as format_of_output
 
-    many = is_many(data) or engine == "dask"
+    folder = is_folder_output(output)
+    many = is_many(data) or engine == "dask" or folder
     if many:
         from gencli.io.parts import expand
 
@@ -219,12 +225,36 @@ def score_file(
         assert isinstance(data, (str, os.PathLike))
         check_input(data)  # first, so a bad data path is named as such
         inputs = [data]
-    check_outputs([output], [model_path, *inputs])
-    if output is not None:
+    if folder:
+        check_folder_output(output, output_format, precision)
+    else:
+        check_outputs([output], [model_path, *inputs])
+    if output is not None and not folder:
         format_of_output(output, output_format)  # a contradiction is refused before any work
     model = load(model_path)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     options: dict[str, Any] = {"mode": mode, "dropna": dropna, "allow_underflow": allow_underflow}
+    if folder:
+        from gencli.engines.dask_jobs import score_to_folder
+
+        plan, counts = score_to_folder(
+            model,
+            data,
+            output,
+            engine=engine,
+            cluster=cluster,
+            say=say,
+            format=format,
+            header=header,
+            options=options,
+            threshold=threshold,
+            progress=progress,
+        )
+        names = Table(np.empty((0, len(plan.columns))), list(plan.columns), plan.named, "")
+        return score_summary(
+            model, model_path, flag_below, threshold, counts, output, plan.source,
+            model.extra_columns(names), plan.named, list(plan.notes), mode,
+        )  # fmt: skip
     stack = contextlib.ExitStack()  # a cluster, then the writer: closed in turn
     try:
         if many:
@@ -288,26 +318,11 @@ def score_file(
                     f"{stream.source}: every row has a missing or infinite value; nothing to score"
                 )
             raise DataError(f"{stream.source}: has no data rows; nothing to score")
-    rows = counts["rows"]
-    mean = total / rows
-    return {
-        "outliers": None
-        if threshold is None
-        else {"quantile": flag_below, "threshold": threshold, "count": counts["outliers"]},
-        "model_file": str(model_path),
-        "source": stream.source,
-        "ignored_columns": extra,
-        "matched_by": "name" if model.named_columns and stream.named else "position",
-        "rows": rows,
-        "skipped_rows": counts["skipped"],
-        "underflow_rows": counts["underflow"],
-        "mean_log_likelihood": mean,
-        "total_log_likelihood": total,
-        "bits_per_dimension": -mean / (model.n_features * math.log(2)),
-        "mode": mode if model.family == "kde" else None,
-        "output": None if output is None else str(output),
-        "notes": list(stream.notes),
-    }
+    counts["total"] = total
+    return score_summary(
+        model, model_path, flag_below, threshold, counts, output, stream.source, extra,
+        stream.named, list(stream.notes), mode,
+    )  # fmt: skip
 
 
 def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:

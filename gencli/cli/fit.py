@@ -277,7 +277,13 @@ def fit(
     if engine == "local" and ctx.get_parameter_source("max_rows") is ParameterSource.COMMANDLINE:
         raise click.UsageError("--max-rows applies to --engine dask; add --engine dask")
     settings = _family_settings(ctx, family, options)
-    with CandidatePrinter(quiet or as_json) as printer:
+    from gencli.io.console import progress_bar
+
+    label = "dask: parts done" if engine == "dask" else ""
+    bar = progress_bar(None, label, quiet or as_json or engine != "dask")
+    with CandidatePrinter(quiet or as_json or engine == "dask") as printer, bar as progress:
+        if engine == "dask":
+            settings["progress"] = progress
         record = fit_file(
             data[0] if len(data) == 1 else list(data),
             output,

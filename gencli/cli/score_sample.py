@@ -35,7 +35,10 @@ from gencli.cli.output import emit, say_unless, writes_to_stdout
     show_default=True,
     type=click.Path(path_type=str, dir_okay=False, allow_dash=True),
     help="Where the scores go, one row per input row: '-' is stdout (the summary then goes "
-    "to stderr); a file is written atomically, in the format of its extension.",
+    "to stderr); a file is written atomically, in the format of its extension; a new folder "
+    "NAME/ (trailing slash) gets one Parquet file per input part, part-00000.parquet, ..., "
+    "written by whoever scores the part (the Dask workers) and published whole (a temporary "
+    "folder, renamed).",
 )
 @click.option(
     "--output-format",
@@ -127,6 +130,7 @@ def score(
       gencli sample iris.pkl -n 500 | gencli score iris.pkl -
       gencli sample iris.pkl --format parquet | gencli score iris.pkl - --format parquet
       gencli score big.pkl parts/ --engine dask -o scores.parquet
+      gencli score big.pkl parts/ --engine dask -o scores/
     """
     from gencli.io.console import progress_bar
     from gencli.jobs import score_file

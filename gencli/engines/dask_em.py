@@ -61,6 +61,7 @@ class ClusterData:
         self.sources: list[Any] = []
         self.splits: list[tasks.Split] = []
         self.em_passes: list[float] = []  # seconds of each EM pass over every part
+        self.progress: Callable[[int], None] | None = None  # told of every part done
 
     def moments(self, keep: bool) -> dict[str, Any]:
         """One pass: each part's moments (and, with ``keep``, its rows left on the workers)."""
@@ -98,6 +99,10 @@ class ClusterData:
         client = self.client
         started = time.perf_counter()
         level = [client.submit(function, s, *args, pure=False) for s in self.sources]
+        if self.progress is not None:
+            advance = self.progress
+            for future in level:
+                future.add_done_callback(lambda _future: advance(1))
         while len(level) > 1:
             level = [
                 client.submit(tasks.add, *level[i : i + FAN_IN], pure=False)

@@ -63,10 +63,12 @@ def fit_on_cluster(
     refit: bool = True,
     seed: int | None = 0,
     standardize: bool = True,
+    progress: Callable[[int], None] | None = None,
     **local_options: Any,
 ) -> DensityModel:
     """Fit ``model`` ('gmm', 'kde' or 'auto': mixtures judged on the held-out rows) to the
-    data set ``plan`` on the cluster behind ``client``."""
+    data set ``plan`` on the cluster behind ``client``; ``progress`` is told of each part
+    a pass has finished (the command line's progress bar)."""
     from gencli.engines.cluster import worker_count, worker_memory
     from gencli.fitting.fitter import resolve_model
 
@@ -81,6 +83,7 @@ def fit_on_cluster(
     started = time.perf_counter()
     seed = sample_entropy(None) % (1 << 32) if seed is None else int(seed)
     data = ClusterData(client, plan, say)
+    data.progress = progress
     limit = worker_memory(client)
     estimate = estimated_bytes(plan)
     # A kernel density needs only a sample: its rows are read once more, not kept.

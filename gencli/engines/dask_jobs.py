@@ -18,7 +18,7 @@ import numpy as np
 
 from gencli.density.model import DensityModel, sample_entropy
 from gencli.engines.local import ScoredChunk, score_chunks
-from gencli.errors import DataError
+from gencli.errors import DataError, OutputError
 from gencli.io.parts import PartPlan
 from gencli.io.streams import TableStream, shift_rows
 from gencli.io.table import Table
@@ -244,3 +244,151 @@ def fit_job(
     record["notes"] = list(plan.notes)
     record["engine"] = meta.get("engine")
     return record
+
+
+# ----------------------------------------------------------------------------- score to a folder
+
+
+def is_folder_output(output: Any) -> bool:
+    """``-o NAME/``: the scores as a Parquet dataset, one part file per input part."""
+    import os
+
+    return output is not None and os.fspath(output).endswith(("/", os.sep))
+
+
+def check_folder_output(output: Any, output_format: str | None, precision: int | None) -> None:
+    """``-o NAME/`` writes Parquet part files: other formats and --precision contradict it."""
+    if output_format not in (None, "parquet"):
+        raise OutputError(
+            f"-o {output}: a folder of scores is Parquet part files; drop --output-format "
+            f"{output_format} or give a file name"
+        )
+    if precision is not None:
+        raise OutputError(
+            "--precision applies to CSV and TSV; a folder of scores is Parquet, which keeps "
+            "every bit of each number, so drop --precision"
+        )
+
+
+def score_part_to_file(
+    model: DensityModel,
+    plan: PartPlan,
+    index: int,
+    options: dict[str, Any],
+    folder: str,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """Score part ``index`` and write its scores to ``folder/part-NNNNN.parquet`` (atomically);
+    with --dropna the ``row`` column is the row in its input file, counted from 1."""
+    from pathlib import Path
+
+    from gencli.io.writers import TableWriter
+
+    part = plan.parts[index]
+    counts = {"rows": 0, "read": 0, "skipped": 0, "underflow": 0, "outliers": 0, "total": 0.0}
+    dropna = bool(options.get("dropna"))
+    names = ["row", "log_density"] if dropna else ["log_density"]
+    flag_names = ["outlier"] if threshold is not None else []
+    path = Path(folder) / f"part-{index:05d}.parquet"
+    with TableWriter(path, names, flag_names, format="parquet", whole=int(dropna)) as writer:
+        for chunk in score_part(model, plan, index, options):
+            flags = None
+            if threshold is not None:
+                flags = {"outlier": chunk.log_density < threshold}
+                counts["outliers"] += int(flags["outlier"].sum())
+            rows = chunk.row_numbers + part.start
+            columns = [rows, chunk.log_density] if dropna else [chunk.log_density]
+            writer.write(np.column_stack(columns), flags)
+            counts["rows"] += chunk.log_density.size
+            counts["read"] += chunk.rows_read
+            counts["skipped"] += chunk.skipped
+            counts["underflow"] += chunk.underflow
+            counts["total"] += float(np.sum(chunk.log_density))
+    return counts
+
+
+def score_to_folder(
+    model: DensityModel,
+    data: Any,
+    folder: Any,
+    *,
+    engine: str,
+    cluster: Cluster | None,
+    say: Callable[[str], None] | None,
+    format: str | None,
+    header: bool | None,
+    options: dict[str, Any],
+    threshold: float | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[PartPlan, dict[str, Any]]:
+    """Every part's scores as a part file of a new folder, written by whoever scores the part
+    (the workers, or this process) into a temporary folder beside it, renamed when all are
+    written: the folder appears whole or not at all."""
+    import contextlib
+    import os
+    import shutil
+    import tempfile
+
+    from gencli.errors import OutputError
+    from gencli.io.parts import plan_parts
+
+    target = os.path.abspath(os.fspath(folder).rstrip("/" + os.sep) or ".")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{folder}: folder {parent} does not exist; create it first")
+    if os.path.lexists(target) and not (os.path.isdir(target) and not os.listdir(target)):
+        raise OutputError(
+            f"{folder}: already exists; the scores go to a new folder: remove it or name another"
+        )
+    plan = plan_parts(data, format=format, header=header)
+    model.column_picks(
+        Table(np.empty((0, len(plan.columns))), list(plan.columns), plan.named, plan.source)
+    )
+    temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
+    total: dict[str, Any] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            client = enter_cluster(stack, cluster, say) if engine == "dask" else None
+            calls = (
+                (score_part_to_file, (model, plan, i, options, temporary, threshold))
+                for i in range(len(plan.parts))
+            )
+            if client is not None:
+                shared = client.scatter(model, broadcast=True)
+                calls = (
+                    (score_part_to_file, (shared, plan, i, options, temporary, threshold))
+                    for i in range(len(plan.parts))
+                )
+                results = in_order(client, calls)
+            else:
+                results = (function(*args) for function, args in calls)
+            for counts in results:
+                for key, value in counts.items():
+                    total[key] = total.get(key, 0) + value
+                if progress is not None:
+                    progress(counts["read"])
+        if not total.get("rows"):
+            from gencli.errors import DataError
+
+            what = (
+                "every row has a missing or infinite value"
+                if total.get("skipped")
+                else ("has no data rows")
+            )
+            raise DataError(f"{plan.source}: {what}; nothing to score")
+        os.chmod(temporary, 0o777 & ~_umask())
+        if os.path.isdir(target):
+            os.rmdir(target)  # empty (checked above)
+        os.rename(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return plan, total
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

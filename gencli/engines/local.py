@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import sys
 import threading
@@ -174,3 +175,40 @@ class _SkipOnOneThread:
 
 
 _SKIP_PANDAS = _SkipOnOneThread("pandas")
+
+
+def score_summary(
+    model: DensityModel,
+    model_path: Any,
+    flag_below: float | None,
+    threshold: float | None,
+    counts: dict[str, Any],
+    output: Any,
+    source: str,
+    extra: list[str],
+    named: bool,
+    notes: list[str],
+    mode: str,
+) -> dict[str, Any]:
+    """What :func:`gencli.jobs.score_file` returns, from its counts (either engine)."""
+    rows = counts["rows"]
+    total = float(counts["total"])
+    mean = total / rows
+    return {
+        "outliers": None
+        if threshold is None
+        else {"quantile": flag_below, "threshold": threshold, "count": counts["outliers"]},
+        "model_file": str(model_path),
+        "source": source,
+        "ignored_columns": extra,
+        "matched_by": "name" if model.named_columns and named else "position",
+        "rows": rows,
+        "skipped_rows": counts["skipped"],
+        "underflow_rows": counts["underflow"],
+        "mean_log_likelihood": mean,
+        "total_log_likelihood": total,
+        "bits_per_dimension": -mean / (model.n_features * math.log(2)),
+        "mode": mode if model.family == "kde" else None,
+        "output": None if output is None else str(output),
+        "notes": notes,
+    }
