@@ -64,6 +64,9 @@ def fit_file(
     :class:`gencli.engines.dask_jobs.Cluster`; see :mod:`gencli.engines.dask_fit`), which
     takes ``max_rows`` for a kernel density; ``say`` gets its one-line notes.
     """
+    many = is_many(data) or engine == "dask"
+    inputs = input_paths(data, many)
+    check_fit_outputs(output, report, inputs)
     if engine == "dask":
         from gencli.engines.dask_jobs import fit_job
 
@@ -81,16 +84,6 @@ def fit_file(
             **options,
         )
     options.pop("max_rows", None)
-    many = is_many(data)
-    if many:
-        from gencli.io.parts import expand
-
-        inputs: list[Any] = list(expand(data))
-    else:
-        assert isinstance(data, (str, os.PathLike))
-        check_input(data)  # first, so a bad data path is named as such
-        inputs = [data]
-    check_fit_outputs(output, report, inputs)
     if many:
         from gencli.io.parts import read_parts
 
@@ -104,6 +97,18 @@ def fit_file(
         data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
     )
     return fit_table(table, data, output, model, report, loader=loader, started=started, **options)
+
+
+def input_paths(data: Any, many: bool) -> list[Any]:
+    """The files ``data`` names (a folder or glob expanded), the one path checked first so
+    that a bad data path is named as such."""
+    if many:
+        from gencli.io.parts import expand
+
+        return list(expand(data))
+    assert isinstance(data, (str, os.PathLike))
+    check_input(data)
+    return [data]
 
 
 def check_fit_outputs(output: Any, report: Any, inputs: Sequence[Any]) -> None:
@@ -217,14 +222,7 @@ def score_file(
 
     folder = is_folder_output(output)
     many = is_many(data) or engine == "dask" or folder
-    if many:
-        from gencli.io.parts import expand
-
-        inputs: list[Any] = list(expand(data))
-    else:
-        assert isinstance(data, (str, os.PathLike))
-        check_input(data)  # first, so a bad data path is named as such
-        inputs = [data]
+    inputs = input_paths(data, many)
     if folder:
         check_folder_output(output, output_format, precision)
     else:

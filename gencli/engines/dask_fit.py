@@ -156,15 +156,9 @@ def fit_mixtures(
     data: ClusterData, settings: dict[str, Any], *, seed: int, d: int, n: int, refit: bool
 ) -> dict[str, Any]:
     """Every candidate by EM, the choice, its held-out measurement and the refit."""
-    from gencli.fitting.selection import information_criteria, parse_components
+    from gencli.fitting.selection import information_criteria, mixture_grid
 
-    try:
-        ks = parse_components(settings["components"])
-    except ValueError as exc:
-        raise FitError(f"--components: {exc}") from None
-    kinds = (
-        list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
-    )
+    ks, kinds = mixture_grid(settings["components"], settings["covariance"])
     candidates = [  # the local engine's order: ties go to the earlier one
         Candidate(k, c, settings["reg_covar"], settings["max_iter"], settings["tol"])
         for c in kinds

@@ -197,36 +197,28 @@ def fit_job(
     header: bool | None,
     **options: Any,
 ) -> dict[str, Any]:
-    """:func:`gencli.jobs.fit_file` on a cluster: plan the parts, fit, save, and the record."""
-    import os
+    """:func:`gencli.jobs.fit_file` on a cluster, once it has checked the inputs and outputs:
+    plan the parts, fit, save, and the record."""
+    import contextlib
     import time
 
-    from gencli.engines.cluster import cluster_client
     from gencli.engines.dask_fit import fit_on_cluster
     from gencli.errors import OutputError
     from gencli.fitting.records import fit_record
-    from gencli.io.atomic import check_outputs
-    from gencli.io.parts import expand, plan_parts
+    from gencli.io.parts import plan_parts
 
     if report is not None:
         raise OutputError(
             "--report is not made by --engine dask yet; fit, then describe the model with "
             "gencli inspect (or fit a sample of the rows with the local engine and --report)"
         )
-    if os.fspath(output) == "-":
-        raise OutputError(
-            "-o -: a model file does not go to stdout; give a file name such as -o model.pkl"
-        )
     started = time.perf_counter()
-    check_outputs([(output, "the model file")], expand(data))
     plan = plan_parts(data, format=format, columns=columns, header=header, dropna=dropna)
     for key in ("jobs", "on_candidate", "background_import", "overwrite_data"):
         options.pop(key, None)
-    cluster = cluster or Cluster()
     note = say or (lambda _line: None)
-    with cluster_client(
-        cluster.scheduler, workers=cluster.workers, memory_limit=cluster.memory_limit, say=note
-    ) as client:
+    with contextlib.ExitStack() as stack:
+        client = enter_cluster(stack, cluster, note)
         fitted = fit_on_cluster(client, plan, model, say=note, **options)
     meta = fitted.metadata
     summary = meta.pop("data_summary", None) or []

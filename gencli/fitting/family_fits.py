@@ -36,15 +36,9 @@ TRAIN_SCORED_ROWS = 2_000
 
 def fit_gmm(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     from gencli.density.families import gmm
-    from gencli.fitting.selection import parse_components
+    from gencli.fitting.selection import mixture_grid
 
-    try:
-        ks = parse_components(settings["components"])
-    except ValueError as exc:
-        raise FitError(f"--components: {exc}") from None
-    covariances = (
-        list(gmm.COVARIANCE_TYPES) if settings["covariance"] == "auto" else [settings["covariance"]]
-    )
+    ks, covariances = mixture_grid(settings["components"], settings["covariance"])
     if settings.get("discrete_count", 0) > 1:  # exact box probabilities need these
         covariances = [c for c in covariances if c in ("diag", "spherical")]
     if len(ks) == 1:

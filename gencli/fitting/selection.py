@@ -67,6 +67,16 @@ def parse_components(spec: str | int | Sequence[int]) -> list[int]:
     return sorted(set(values))
 
 
+def mixture_grid(components: Any, covariance: str) -> tuple[list[int], list[str]]:
+    """The numbers of components and covariance types a mixture search tries
+    (``covariance='auto'``: all four); a bad ``components`` is one FitError."""
+    try:
+        ks = parse_components(components)
+    except ValueError as exc:
+        raise FitError(f"--components: {exc}") from None
+    return ks, list(gmm.COVARIANCE_TYPES) if covariance == "auto" else [covariance]
+
+
 def information_criteria(log_likelihood: float, n_params: int, n_rows: int) -> dict[str, float]:
     """BIC and AIC from a total log-likelihood (lower is better)."""
     return {

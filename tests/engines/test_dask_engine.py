@@ -331,3 +331,43 @@ def test_a_folder_of_scores_is_refused_whole_on_bad_data(client: Any, tmp_path: 
     assert result.exit_code == 1
     assert "b.csv: column 'u' has missing or infinite values at row 6" in result.output
     assert sorted(p.name for p in Path(".").iterdir()) == ["m.pkl", "two"]  # no out/, no temporary
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--report", "r.html"], "--report is not made by --engine dask"),
+        (["--n-init", "2"], "--n-init is 1 on --engine dask"),
+        (["--discrete", "auto"], "--discrete is not available on --engine dask"),
+        (["--select", "heldout", "--validation", "0"], "--select heldout needs held-out rows"),
+    ],
+)
+def test_what_the_cluster_does_not_do_is_one_line_and_no_file(
+    client: Any, data: tuple, args: list, words: str
+) -> None:
+    address = ["--engine", "dask", "--scheduler", client.scheduler.address, "-q"]
+    result = CliRunner().invoke(
+        cli, ["fit", str(data[1]), "-k", "2", "-o", "m.pkl", *address, *args]
+    )
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and words in result.output
+    assert sorted(p.name for p in Path(".").iterdir()) == []
+
+
+def test_a_scheduler_without_workers_is_one_line(
+    data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    from gencli.engines import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "CONNECT_SECONDS", 1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+        command = ["fit", str(data[1]), "-o", "m.pkl", "--engine", "dask", "--scheduler"]
+        result = CliRunner().invoke(cli, [*command, empty.scheduler_address])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: the Dask scheduler at {empty.scheduler_address} has no workers (none joined "
+        f"within 1 s); start some with 'dask worker {empty.scheduler_address}'"
+    ]
+    assert not Path("m.pkl").exists()
