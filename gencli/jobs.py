@@ -359,21 +359,20 @@ def sample_file(
     check_outputs([output], [model_path])
     output_format(output, format)  # a contradiction is refused before any work
     model: DensityModel = load(model_path)
-    with (
-        TableWriter(
-            output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
-        ) as writer,
-        contextlib.ExitStack() as stack,
-    ):
+    # A cluster (if any) outside the writer: the local engine's write is as it always was.
+    with contextlib.ExitStack() as stack:
         chunks = sample_chunks(model, n, seed=seed)
         if engine == "dask":
             from gencli.engines.dask_jobs import enter_cluster, sampled_chunks
 
             chunks = sampled_chunks(enter_cluster(stack, cluster, say), model, n, seed)
-        for chunk in chunks:
-            writer.write(chunk)
-            if progress is not None:
-                progress(chunk.shape[0])
+        with TableWriter(
+            output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
+        ) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                if progress is not None:
+                    progress(chunk.shape[0])
     return {"model_file": str(model_path), "rows": int(n), "output": str(output), "seed": seed}
 
 
