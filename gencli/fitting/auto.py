@@ -10,7 +10,8 @@ Candidates: Gaussian mixtures over K and the covariance types (``diag``, ``spher
 bandwidths (round kernels on the standardized columns) and one whose kernels follow the
 data's correlations (a full bandwidth matrix, the rows rotated so their covariance is the
 identity, as scipy's ``gaussian_kde`` does), each with its bandwidth chosen on the same
-folds. Cross-validation is K-fold (``folds``, 5) on the training rows; above
+folds, and one Gaussian with a shrunk covariance (:mod:`gencli.fitting.shrunk`: few rows in
+many columns). Cross-validation is K-fold (``folds``, 5) on the training rows; above
 ``ALL_FOLDS_ROWS`` training rows only the first fold is fitted and at most
 ``SCORED_ROWS`` of its rows are scored, which estimates a mean log-likelihood to a few
 hundredths of a nat and keeps a 200,000-row fit affordable. A covariance type stops growing
@@ -26,200 +27,26 @@ import functools
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gencli.errors import FitError
-from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde
+from gencli.fitting import shrunk
+from gencli.fitting.cv_candidates import (
+    floored,
+    gmm_scores,
+    kde_candidate,
+    keep_better_twin,
+    make_folds,
+    shrunk_candidate,
+    summary,
+)
+from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde, fit_shrunk
 
-if TYPE_CHECKING:
-    from gencli.density.families.kde_folds import FoldSums
-
-ALL_FOLDS_ROWS = 5_000
-SCORED_ROWS = 4_000
-BANDWIDTH_SEARCH_ROWS = 3_000
 PATIENCE = 2
 # A mixture this many standard errors below the leader on the first fold runs no further.
 RACE_MARGIN = 3.0
-# Bandwidths closer than 1% score alike: the search stops there.
-BANDWIDTH_XATOL = 0.01
-# A held-out row of density zero (no compact kernel reaches it) counts this many nats below
-# zero, so one such row sinks a candidate without making every comparison infinite. Finite
-# log-densities are never clamped: a spike that gives a row -30,000 must pay for it.
-FLOOR_LOG_DENSITY = -1000.0
-
-
-def _floored(scores: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(scores) | np.isneginf(scores), FLOOR_LOG_DENSITY, scores)
-
-
-@dataclass(frozen=True)
-class Folds:
-    """The rows each fold fits on and the rows it scores (indices into the training rows)."""
-
-    pairs: list[tuple[np.ndarray, np.ndarray]]
-    cut_into: int
-
-    @property
-    def scored(self) -> int:
-        return sum(len(scored) for _, scored in self.pairs)
-
-    def describe(self) -> str:
-        if len(self.pairs) == self.cut_into:
-            return f"{self.cut_into}-fold cross-validation"
-        return f"1 of {self.cut_into} folds ({self.scored} held-out rows scored)"
-
-
-def make_folds(n_rows: int, folds: int, seed: int | None) -> Folds:
-    """Seeded K-fold split of ``n_rows`` training rows; past ``ALL_FOLDS_ROWS`` the first
-    fold alone, with at most ``SCORED_ROWS`` of its rows scored."""
-    if not 2 <= folds <= n_rows:
-        raise FitError(
-            f"--folds must be between 2 and the number of training rows ({n_rows}), got {folds}"
-        )
-    order = np.random.default_rng(seed).permutation(n_rows)
-    parts = np.array_split(order, folds)
-    pairs = []
-    for i, scored in enumerate(parts):
-        fit_rows = np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i]))
-        pairs.append((fit_rows, np.sort(scored)))
-        if n_rows > ALL_FOLDS_ROWS:
-            pairs = [(fit_rows, np.sort(scored[:SCORED_ROWS]))]
-            break
-    return Folds(pairs, folds)
-
-
-# ----------------------------------------------------------------------------- candidates
-
-
-def _summary(scores: np.ndarray) -> dict[str, float]:
-    clamped = _floored(scores)
-    mean = float(np.mean(clamped))
-    se = float(np.std(clamped, ddof=1) / math.sqrt(clamped.size)) if clamped.size > 1 else 0.0
-    return {"cv_mean_log_likelihood": mean, "cv_standard_error": se}
-
-
-def _gmm_scores(
-    Z: np.ndarray,
-    pairs: list[tuple[np.ndarray, np.ndarray]],
-    options: dict[str, Any],
-    log_jacobian: float,
-    record: dict[str, Any],
-) -> np.ndarray | None:
-    """The candidate's log-densities on the scored rows of ``pairs`` (data units), or None
-    with ``record["status"]`` saying why it could not be fitted."""
-    from gencli.density.families import gmm
-
-    scores = []
-    for fit_rows, scored in pairs:
-        fixes: list[str] = []
-        try:
-            with gmm.one_thread_here():
-                estimator = gmm.fit(Z[fit_rows], fixes=fixes, **options)
-        except FitError as exc:
-            record["status"] = f"failed: {exc}"
-            return None
-        record["fixes"] += [fix for fix in fixes if fix not in record["fixes"]]
-        scores.append(estimator.score_samples(Z[scored]) + log_jacobian)
-    return np.concatenate(scores)
-
-
-#: One fold of a kernel density: its fitted rows and scored rows in the kernels' space, and
-#: the Jacobian that space adds.
-FoldSpace = tuple[np.ndarray, np.ndarray, float]
-
-
-def _kde_scores(sums: FoldSums, spaces: list[FoldSpace], kernel: str, h: float) -> np.ndarray:
-    parts = sums.log_density(kernel, h)
-    return np.concatenate(
-        [part + jacobian for part, (_, _, jacobian) in zip(parts, spaces, strict=True)]
-    )
-
-
-def _fold_spaces(
-    Z: np.ndarray, folds: Folds, rotate: bool, log_jacobian: float
-) -> list[FoldSpace] | None:
-    """Each fold's rows in the kernels' space. A rotation is made from the fold's fitted
-    rows alone: made from every training row it would know the held-out rows' directions,
-    which on nearly collinear columns made the CV score 140 nats too good (fertility).
-    None when a fold's columns are (nearly) collinear."""
-    from gencli.density.families import kde
-
-    spaces = []
-    for fit_rows, scored in folds.pairs:
-        if not rotate:
-            spaces.append((Z[fit_rows], Z[scored], log_jacobian))
-            continue
-        rotation = kde.whitening(Z[fit_rows])
-        if rotation is None:
-            return None
-        jacobian = log_jacobian + kde.log_abs_det(rotation)
-        spaces.append((Z[fit_rows] @ rotation, Z[scored] @ rotation, jacobian))
-    return spaces
-
-
-def _kde_candidate(
-    Z: np.ndarray,
-    folds: Folds,
-    settings: dict[str, Any],
-    rotate: bool,
-    log_jacobian: float,
-    seed: int | None,
-) -> dict[str, Any]:
-    from gencli.density.families import kde
-
-    kernel, bandwidth = settings["kernel"], settings["bandwidth"]
-    record: dict[str, Any] = {
-        "family": "kde",
-        "kernel": kernel,
-        "rotated": rotate,
-        "parameters": 1,
-        "chosen": False,
-    }
-    spaces = _fold_spaces(Z, folds, rotate, log_jacobian)
-    if spaces is None or (rotate and kde.whitening(Z) is None):
-        return record | {"status": "skipped: the columns are (nearly) collinear"}
-    from gencli.density.families.kde_folds import FoldSums
-
-    sums = FoldSums([(fitted, scored) for fitted, scored, _ in spaces])
-    if bandwidth == "cv":
-        h = _cv_bandwidth(sums, spaces, folds, kernel, seed)
-    else:
-        h, _rule = kde.choose_bandwidth(spaces[0][0], bandwidth, kernel)
-    scores = _kde_scores(sums, spaces, kernel, h)
-    return record | {"bandwidth": h, "status": "ok", "scores": scores}
-
-
-def _cv_bandwidth(
-    sums: FoldSums, spaces: list[FoldSpace], folds: Folds, kernel: str, seed: int | None
-) -> float:
-    """The bandwidth that maximizes the folds' mean log-likelihood. On many rows it is
-    found on a seeded sample of ``BANDWIDTH_SEARCH_ROWS`` of the fold's fitted rows (5
-    folds) and scaled to the fold's size by the rate n^(-1/(d+4)) every bandwidth rule
-    shares."""
-    from gencli.fitting.selection import cv_folds, cv_log_likelihood, fold_sums, search_bandwidth
-
-    first = spaces[0][0]
-    n, d = first.shape
-    if len(folds.pairs) == folds.cut_into:
-        objective: Callable[[float], float] = lambda h: float(  # noqa: E731
-            np.mean(_floored(_kde_scores(sums, spaces, kernel, h)))
-        )
-        return search_bandwidth(objective, first, kernel, xatol=BANDWIDTH_XATOL)
-    sample = np.random.default_rng(seed).choice(
-        n, size=min(n, BANDWIDTH_SEARCH_ROWS), replace=False
-    )
-    small = first[np.sort(sample)]
-    small_sums = fold_sums(small, cv_folds(small.shape[0], 5, seed))
-    h = search_bandwidth(
-        lambda h: cv_log_likelihood(small_sums, kernel, h, small.shape[0]),
-        small,
-        kernel,
-        xatol=BANDWIDTH_XATOL,
-    )
-    return h * (small.shape[0] * 0.8 / n) ** (1.0 / (d + 4))
 
 
 # ----------------------------------------------------------------------------- the search
@@ -256,18 +83,28 @@ class _Search:
             self.done[(record["covariance"], record["components"])] = score
 
 
+def _first_fold(record: dict[str, Any], first: int) -> np.ndarray:
+    """The first fold's scores of the better of a candidate and its unrepaired twin."""
+    head = floored(record["scores"][:first])
+    if record.get("repaired") and "twin" in record:
+        twin = floored(record["twin"][:first])
+        return twin if np.mean(twin) > np.mean(head) else head
+    return head
+
+
 def _race(records: list[dict[str, Any]], first: int) -> list[dict[str, Any]]:
     """The mixtures worth the other folds: on the first fold's rows, those not below the
     leader by more than ``RACE_MARGIN`` standard errors of the paired per-row difference
-    (the others are marked stopped). Kernel densities have run every fold already."""
+    (the others are marked stopped). Kernel densities and the shrunk Gaussian have run every
+    fold already."""
     running = [r for r in records if r["status"] == "ok"]
     if not running:
         return []
-    heads = {id(r): _floored(r["scores"][:first]) for r in running}
+    heads = {id(r): _first_fold(r, first) for r in running}
     leader = max(running, key=lambda r: float(np.mean(heads[id(r)])))
     survivors = []
     for record in running:
-        if record["family"] != "gmm":
+        if "options" not in record:  # kernel densities and the shrunk Gaussian ran every fold
             continue
         gap = heads[id(leader)] - heads[id(record)]
         se = float(np.std(gap, ddof=1) / math.sqrt(gap.size)) if gap.size > 1 else 0.0
@@ -325,14 +162,14 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         if best is not None:
             return record | {"status": f"skipped: K={best} beat the {PATIENCE} K above it"}
         options = gmm_options | {"components": k, "covariance": cov}
-        scores = _gmm_scores(Z, folds.pairs[:1], options, rows.log_jacobian, record)
+        scores = gmm_scores(Z, folds.pairs[:1], options, rows.log_jacobian, record)
         if scores is not None:
             record |= {"status": "ok", "scores": scores, "options": options}
-            search.note(record, float(np.mean(_floored(scores))))
+            search.note(record, float(np.mean(floored(scores))))
         return record
 
     def other_folds(record: dict[str, Any]) -> dict[str, Any]:
-        rest = _gmm_scores(Z, folds.pairs[1:], record["options"], rows.log_jacobian, record)
+        rest = gmm_scores(Z, folds.pairs[1:], record["options"], rows.log_jacobian, record)
         if rest is not None:
             record["scores"] = np.concatenate([record["scores"], rest])
         return record
@@ -340,10 +177,16 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     kde_settings = {"kernel": settings["kernel"], "bandwidth": settings["bandwidth"] or "cv"}
     tasks: list[Callable[[], dict[str, Any]]] = [
         functools.partial(
-            _kde_candidate, Z, folds, kde_settings, rotate, rows.log_jacobian, rows.seed
+            kde_candidate, Z, folds, kde_settings, rotate, rows.log_jacobian, rows.seed
         )
         for rotate in ((False,) if discrete_count else (False, True))
     ]
+    if 1 in ks and "full" in covariances and discrete_count <= 1 and d <= shrunk.MAX_COLUMNS:
+        tasks.append(
+            functools.partial(
+                shrunk_candidate, Z, folds, float(settings["reg_covar"]), rows.log_jacobian
+            )
+        )
     workers = worker_count(rows.jobs, len(tasks) + len(ks) * len(covariances))
     with gmm.em_session():
         # In waves of one K (the kernel densities ride with the first), so that whether a K
@@ -355,10 +198,11 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         survivors = _race(records, len(folds.pairs[0][1])) if len(folds.pairs) > 1 else []
         _run([functools.partial(other_folds, r) for r in survivors], workers)
     for record in records:
+        keep_better_twin(record)
         scores = record.pop("scores", None)
         record.pop("options", None)
         if record["status"] == "ok" and scores is not None:
-            record |= _summary(scores)
+            record |= summary(scores)
         if rows.on_candidate is not None:
             rows.on_candidate(record)
     scored = [r for r in records if r["status"] == "ok"]
@@ -398,11 +242,14 @@ def _run(tasks: list[Callable[[], Any]], workers: int) -> list[Any]:
 def _fit_winner(rows: Rows, settings: dict[str, Any], winner: dict[str, Any]) -> dict[str, Any]:
     """Fit the winning candidate on every training row, measure it and refit it."""
     quiet = Rows(rows.Z, rows.train, rows.valid, rows.log_jacobian, rows.refit, rows.seed, 1, None)
+    if winner.get("covariance") == "shrunk":
+        return fit_shrunk(quiet, settings)
     if winner["family"] == "gmm":
         chosen = settings | {
             "components": winner["components"],
             "covariance": winner["covariance"],
             "select": "bic",
+            "repair_collapse": winner.get("repair_collapse", True),
         }
         return fit_gmm(quiet, chosen)
     chosen = settings | {"bandwidth": winner["bandwidth"], "rotate": winner["rotated"]}

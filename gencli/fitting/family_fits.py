@@ -113,7 +113,7 @@ def _fit_gmm_in_session(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     from gencli.density.families import gmm
-    from gencli.fitting.selection import select_gmm
+    from gencli.fitting.selection import fit_candidate, select_gmm
 
     Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
     refit, jobs, on_candidate = rows.refit, rows.jobs, rows.on_candidate
@@ -151,7 +151,12 @@ def _fit_gmm_in_session(
                 ) from None
         fixes = []
         chosen = {**options, "components": ks[0], "covariance": covariances[0]}
-        estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
+        if "repair_collapse" in settings:  # decided on --model auto's folds
+            chosen["repair_collapse"] = settings["repair_collapse"]
+            estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
+        else:
+            estimator, kept = fit_candidate(Z_train, Z_valid, log_jacobian, chosen, fixes)
+            chosen["repair_collapse"] = not kept
     # Start the refit from the repaired settings of the chosen fit.
     chosen = chosen | {
         "reg_covar": float(estimator.reg_covar),
@@ -301,3 +306,33 @@ def load_libraries(model: str, settings: dict[str, Any]) -> None:
     if settings.get("kernel") == "cosine":
         modules.append("scipy.integrate")
     native.load(modules, f"fitting a {'mixture' if model == 'gmm' else 'kernel density'}")
+
+
+def fit_shrunk(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
+    """One Gaussian with the OAS-shrunk covariance: fitted on the training rows, measured on
+    the held-out ones and refitted on every row (its shrinkage recomputed there)."""
+    from gencli.density.families import gmm
+    from gencli.fitting import shrunk
+
+    load_libraries("gmm", settings)
+    reg_covar = float(settings["reg_covar"])
+    estimator, amount = shrunk.fit(rows.train, reg_covar)
+    heldout = None
+    if rows.valid is not None:
+        heldout = gmm.score_rows(estimator, rows.valid) + rows.log_jacobian
+    measured = gmm.to_params(estimator)
+    refitted = rows.refit and rows.valid is not None
+    if refitted:
+        estimator, amount = shrunk.fit(rows.Z, reg_covar)
+    final_rows = rows.Z if refitted else rows.train
+    return {
+        "estimator": estimator,
+        "params": gmm.to_params(estimator),
+        "selection": None,
+        "fixes": [f"covariance shrunk towards independent columns by {amount:.3f} (OAS)"],
+        "warnings": [],
+        "train_log_density": gmm.score_rows(estimator, final_rows) + rows.log_jacobian,
+        "heldout_log_density": heldout,
+        "measured_params": measured,
+        "refitted": refitted,
+    }

@@ -95,6 +95,40 @@ class GmmChoice:
     fixes: list[str] = field(default_factory=list)
 
 
+def fit_candidate(
+    Z_train: np.ndarray,
+    Z_valid: np.ndarray | None,
+    log_jacobian: float,
+    options: dict[str, Any],
+    fixes: list[str],
+) -> tuple[Any, bool]:
+    """One mixture fit, and whether it is the fit a collapse repair would have replaced.
+
+    A repair must never make the held-out likelihood worse than not repairing: when the
+    collapse repair replaced the first fit and there are held-out rows, the two are scored
+    there and the better is kept (a real narrow cluster is not a spike on a few rows).
+    """
+    twins: list[Any] = []
+    estimator = gmm.fit(Z_train, fixes=fixes, unrepaired=twins, **options)
+    if not twins or Z_valid is None or not len(Z_valid):
+        return estimator, False
+    repaired = mean_log_density(estimator.score_samples(Z_valid)) + log_jacobian
+    unrepaired = mean_log_density(twins[0].score_samples(Z_valid)) + log_jacobian
+    if unrepaired <= repaired:
+        return estimator, False
+    fixes.append(
+        f"K={options['components']} {options['covariance']}: kept the fit before that repair, "
+        f"whose held-out mean log-likelihood {unrepaired:.4f} beats the repaired "
+        f"{repaired:.4f} nats/row"
+    )
+    return twins[0], True
+
+
+def mean_log_density(scores: np.ndarray) -> float:
+    """The mean of finite log-densities; -inf when any row is -inf or NaN."""
+    return float(np.mean(scores)) if np.all(np.isfinite(scores)) else -math.inf
+
+
 def _evaluate_candidate(
     Z_train: np.ndarray,
     Z_valid: np.ndarray | None,
@@ -102,7 +136,7 @@ def _evaluate_candidate(
     options: dict[str, Any],
 ) -> tuple[Candidate, Any]:
     fixes: list[str] = []
-    estimator = gmm.fit(Z_train, fixes=fixes, **options)
+    estimator, kept_unrepaired = fit_candidate(Z_train, Z_valid, log_jacobian, options, fixes)
     n, d = Z_train.shape
     total = float(np.sum(estimator.score_samples(Z_train))) + n * log_jacobian
     params = gmm.n_parameters(options["components"], options["covariance"], d)
@@ -121,6 +155,8 @@ def _evaluate_candidate(
         "fixes": fixes,
         "chosen": False,
     }
+    if kept_unrepaired:
+        record["repair_collapse"] = False
     return record, estimator
 
 
@@ -167,7 +203,8 @@ def select_gmm(
     )
     records[best]["chosen"] = True
     # Repairs of the other candidates stay in their rows of the table.
-    return GmmChoice(grid[best], estimator, records, list(records[best]["fixes"]))
+    chosen = grid[best] | {"repair_collapse": records[best].get("repair_collapse", True)}
+    return GmmChoice(chosen, estimator, records, list(records[best]["fixes"]))
 
 
 class _Best:

@@ -21,7 +21,7 @@ import gencli
 from gencli.density.families import kde
 from gencli.density.model import DensityModel
 from gencli.errors import FitError, ModelFileError
-from gencli.fitting import auto
+from gencli.fitting import auto, cv_candidates
 from gencli.fitting.fitter import resolve_model
 
 
@@ -96,7 +96,7 @@ def test_each_candidates_cv_score_is_the_mean_over_the_same_folds_fitted_directl
     assert selection["parameter"] == "model" and selection["folds"] == 5
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
     jacobian = -float(np.sum(np.log(X.std(axis=0))))
-    folds = auto.make_folds(len(Z), 5, 5)
+    folds = cv_candidates.make_folds(len(Z), 5, 5)
     records = {
         (c["family"], c.get("components"), c.get("covariance"), c.get("rotated")): c
         for c in selection["candidates"]
@@ -146,12 +146,12 @@ def test_the_search_is_the_same_on_every_run_and_thread_count() -> None:
 
 
 def test_many_rows_use_one_fold_with_a_bounded_number_of_scored_rows() -> None:
-    folds = auto.make_folds(auto.ALL_FOLDS_ROWS + 30_000, 5, 0)
+    folds = cv_candidates.make_folds(cv_candidates.ALL_FOLDS_ROWS + 30_000, 5, 0)
     assert len(folds.pairs) == 1
     fit_rows, scored = folds.pairs[0]
-    assert len(scored) == auto.SCORED_ROWS and not set(fit_rows) & set(scored)
+    assert len(scored) == cv_candidates.SCORED_ROWS and not set(fit_rows) & set(scored)
     assert "1 of 5 folds" in folds.describe()
-    small = auto.make_folds(100, 5, 0)
+    small = cv_candidates.make_folds(100, 5, 0)
     held = np.sort(np.concatenate([s for _, s in small.pairs]))
     np.testing.assert_array_equal(held, np.arange(100))  # every row held out exactly once
 
@@ -227,13 +227,13 @@ def test_one_bandwidth_for_columns_of_different_scales_is_said() -> None:
 def test_each_folds_rotation_is_made_from_its_fitted_rows_alone() -> None:
     Z = correlated(120)
     Z = (Z - Z.mean(axis=0)) / Z.std(axis=0)
-    folds = auto.make_folds(len(Z), 5, 0)
-    spaces = auto._fold_spaces(Z, folds, True, 0.0)
+    folds = cv_candidates.make_folds(len(Z), 5, 0)
+    spaces = cv_candidates.fold_spaces(Z, folds, True, 0.0)
     assert spaces is not None
     for i, (fitted, _scored, _jacobian) in enumerate(spaces):
         np.testing.assert_allclose(np.cov(fitted, rowvar=False), np.eye(2), atol=1e-10)
         moved = Z.copy()
         moved[folds.pairs[i][1]] *= 50.0  # its held-out rows far off: no change to the fold
-        again = auto._fold_spaces(moved, folds, True, 0.0)
+        again = cv_candidates.fold_spaces(moved, folds, True, 0.0)
         assert again is not None
         np.testing.assert_array_equal(again[i][0], fitted)

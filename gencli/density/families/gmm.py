@@ -14,7 +14,6 @@ from gencli.errors import FitError, ModelFileError
 
 COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 
-
 MAX_RETRIES = 3
 
 
@@ -166,6 +165,8 @@ def fit(
     seed: int | None = 0,
     fixes: list[str] | None = None,
     collapse_reg_covar: float | None = None,
+    repair_collapse: bool = True,
+    unrepaired: list[Any] | None = None,
 ) -> Any:
     """Fit a GaussianMixture by EM, repairing fits that break instead of dumping them.
 
@@ -174,22 +175,16 @@ def fit(
     with a 1000x larger ``reg_covar`` (at least 1e-3, in standardized units); EM that does
     not converge is retried with 5x more iterations. Each repair is described in one line
     appended to ``fixes``. ``collapse_reg_covar`` is the regularizer a collapse is judged
-    against (default ``reg_covar``), so a refit from repaired settings is not repaired again.
+    against (default ``reg_covar``), so a refit from repaired settings is not repaired again;
+    ``repair_collapse=False`` keeps a collapsed fit. The fit a collapse repair replaced is
+    appended to ``unrepaired``, so a caller with held-out rows can keep the better of the two.
     """
     check_rows(Z, components)
     fixes = fixes if fixes is not None else []
     base_reg = reg_covar if collapse_reg_covar is None else collapse_reg_covar
-    options: dict[str, Any] = {
-        "components": components,
-        "covariance": covariance,
-        "max_iter": max_iter,
-        "n_init": n_init,
-        "tol": tol,
-        "reg_covar": reg_covar,
-        "seed": seed,
-    }
+    options: dict[str, Any] = dict(components=components, covariance=covariance, tol=tol)
+    options |= dict(max_iter=max_iter, n_init=n_init, reg_covar=reg_covar, seed=seed)
     label = f"K={components} {covariance}"
-    retried_collapse = False
     for attempt in range(MAX_RETRIES + 1):
         last = attempt == MAX_RETRIES
         try:
@@ -207,10 +202,12 @@ def fit(
             )
             options["reg_covar"] = new_reg
             continue
-        if not last and not retried_collapse and collapsed(estimator, base_reg):
+        if repair_collapse and not last and collapsed(estimator, base_reg):
             # Typical of integer-valued or rounded data: a column constant within a
             # component. A floor of 1e-3 (standardized) turns the spike into a narrow bump.
-            retried_collapse = True
+            repair_collapse = False  # once
+            if unrepaired is not None:
+                unrepaired.append(estimator)
             new_reg = max(options["reg_covar"] * 1000, 1e-3)
             fixes.append(
                 f"{label}: a component collapsed onto a few rows (variance at the "

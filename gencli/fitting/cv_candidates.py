@@ -1,0 +1,249 @@
+"""The candidates of ``--model auto`` and the folds that judge them.
+
+Every candidate is scored the same way: its log-density, in the data's units, on the rows of
+each fold it was not fitted to (:class:`Folds`). A mixture by :func:`gmm_scores` (with the
+fits a collapse repair replaced kept aside, :func:`keep_better_twin`), the shrunk Gaussian by
+:func:`shrunk_candidate`, a kernel density, per-column or rotated, by :func:`kde_candidate`
+with its bandwidth chosen on the same folds. The search that runs them is
+:mod:`gencli.fitting.auto`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gencli.errors import FitError
+from gencli.fitting import shrunk
+
+if TYPE_CHECKING:
+    from gencli.density.families.kde_folds import FoldSums
+
+ALL_FOLDS_ROWS = 5_000
+SCORED_ROWS = 4_000
+BANDWIDTH_SEARCH_ROWS = 3_000
+# Bandwidths closer than 1% score alike: the search stops there.
+BANDWIDTH_XATOL = 0.01
+# A held-out row of density zero (no compact kernel reaches it) counts this many nats below
+# zero, so one such row sinks a candidate without making every comparison infinite. Finite
+# log-densities are never clamped: a spike that gives a row -30,000 must pay for it.
+FLOOR_LOG_DENSITY = -1000.0
+
+
+def floored(scores: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(scores) | np.isneginf(scores), FLOOR_LOG_DENSITY, scores)
+
+
+@dataclass(frozen=True)
+class Folds:
+    """The rows each fold fits on and the rows it scores (indices into the training rows)."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    cut_into: int
+
+    @property
+    def scored(self) -> int:
+        return sum(len(scored) for _, scored in self.pairs)
+
+    def describe(self) -> str:
+        if len(self.pairs) == self.cut_into:
+            return f"{self.cut_into}-fold cross-validation"
+        return f"1 of {self.cut_into} folds ({self.scored} held-out rows scored)"
+
+
+def make_folds(n_rows: int, folds: int, seed: int | None) -> Folds:
+    """Seeded K-fold split of ``n_rows`` training rows; past ``ALL_FOLDS_ROWS`` the first
+    fold alone, with at most ``SCORED_ROWS`` of its rows scored."""
+    if not 2 <= folds <= n_rows:
+        raise FitError(
+            f"--folds must be between 2 and the number of training rows ({n_rows}), got {folds}"
+        )
+    order = np.random.default_rng(seed).permutation(n_rows)
+    parts = np.array_split(order, folds)
+    pairs = []
+    for i, scored in enumerate(parts):
+        fit_rows = np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i]))
+        pairs.append((fit_rows, np.sort(scored)))
+        if n_rows > ALL_FOLDS_ROWS:
+            pairs = [(fit_rows, np.sort(scored[:SCORED_ROWS]))]
+            break
+    return Folds(pairs, folds)
+
+
+def summary(scores: np.ndarray) -> dict[str, float]:
+    clamped = floored(scores)
+    mean = float(np.mean(clamped))
+    se = float(np.std(clamped, ddof=1) / math.sqrt(clamped.size)) if clamped.size > 1 else 0.0
+    return {"cv_mean_log_likelihood": mean, "cv_standard_error": se}
+
+
+def gmm_scores(
+    Z: np.ndarray,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    options: dict[str, Any],
+    log_jacobian: float,
+    record: dict[str, Any],
+) -> np.ndarray | None:
+    """The candidate's log-densities on the scored rows of ``pairs`` (data units), or None
+    with ``record["status"]`` saying why it could not be fitted.
+
+    Where the collapse repair replaced a fold's first fit, that fit's log-densities go to
+    ``record["twin"]`` (the repaired one's elsewhere), so the folds can judge whether the
+    repair helped: :func:`keep_better_twin`.
+    """
+    from gencli.density.families import gmm
+
+    scores, twin = [], []
+    for fit_rows, scored in pairs:
+        fixes: list[str] = []
+        twins: list[Any] = []
+        try:
+            with gmm.one_thread_here():
+                estimator = gmm.fit(Z[fit_rows], fixes=fixes, unrepaired=twins, **options)
+        except FitError as exc:
+            record["status"] = f"failed: {exc}"
+            return None
+        record["fixes"] += [fix for fix in fixes if fix not in record["fixes"]]
+        scores.append(estimator.score_samples(Z[scored]) + log_jacobian)
+        twin.append(twins[0].score_samples(Z[scored]) + log_jacobian if twins else scores[-1])
+        record["repaired"] = record.get("repaired", False) or bool(twins)
+    record["twin"] = np.concatenate([record.get("twin", np.empty(0)), *twin])
+    return np.concatenate(scores)
+
+
+def keep_better_twin(record: dict[str, Any]) -> None:
+    """A repair must never make the held-out likelihood worse than not repairing: when the
+    folds' fits before the collapse repair score better, the candidate is that fit."""
+    twin = record.pop("twin", None)
+    if not record.pop("repaired", False) or twin is None or record.get("scores") is None:
+        return
+    before, after = float(np.mean(floored(twin))), float(np.mean(floored(record["scores"])))
+    if before > after:
+        record["scores"] = twin
+        record["repair_collapse"] = False
+        record["fixes"].append(
+            f"kept the fits before the collapse repair: cross-validated {before:.4f} against "
+            f"{after:.4f} nats/row repaired"
+        )
+
+
+def shrunk_candidate(
+    Z: np.ndarray, folds: Folds, reg_covar: float, log_jacobian: float
+) -> dict[str, Any]:
+    """One Gaussian with the OAS-shrunk covariance (:mod:`gencli.fitting.shrunk`), scored
+    on every fold: a full covariance's shape at the cost of a few parameters' confidence."""
+    from gencli.density.families import gmm
+
+    d = Z.shape[1]
+    record: dict[str, Any] = {"family": "gmm", "components": 1, "covariance": "shrunk"}
+    record |= {"parameters": gmm.n_parameters(1, "full", d), "fixes": [], "chosen": False}
+    scores, amounts = [], []
+    for fit_rows, scored in folds.pairs:
+        try:
+            estimator, amount = shrunk.fit(Z[fit_rows], reg_covar)
+        except FitError as exc:
+            return record | {"status": f"failed: {exc}"}
+        scores.append(estimator.score_samples(Z[scored]) + log_jacobian)
+        amounts.append(amount)
+    record["shrinkage"] = float(np.mean(amounts))
+    return record | {"status": "ok", "scores": np.concatenate(scores)}
+
+
+#: One fold of a kernel density: its fitted rows and scored rows in the kernels' space, and
+#: the Jacobian that space adds.
+FoldSpace = tuple[np.ndarray, np.ndarray, float]
+
+
+def kde_scores(sums: FoldSums, spaces: list[FoldSpace], kernel: str, h: float) -> np.ndarray:
+    parts = sums.log_density(kernel, h)
+    return np.concatenate(
+        [part + jacobian for part, (_, _, jacobian) in zip(parts, spaces, strict=True)]
+    )
+
+
+def fold_spaces(
+    Z: np.ndarray, folds: Folds, rotate: bool, log_jacobian: float
+) -> list[FoldSpace] | None:
+    """Each fold's rows in the kernels' space. A rotation is made from the fold's fitted
+    rows alone: made from every training row it would know the held-out rows' directions,
+    which on nearly collinear columns made the CV score 140 nats too good (fertility).
+    None when a fold's columns are (nearly) collinear."""
+    from gencli.density.families import kde
+
+    spaces = []
+    for fit_rows, scored in folds.pairs:
+        if not rotate:
+            spaces.append((Z[fit_rows], Z[scored], log_jacobian))
+            continue
+        rotation = kde.whitening(Z[fit_rows])
+        if rotation is None:
+            return None
+        jacobian = log_jacobian + kde.log_abs_det(rotation)
+        spaces.append((Z[fit_rows] @ rotation, Z[scored] @ rotation, jacobian))
+    return spaces
+
+
+def kde_candidate(
+    Z: np.ndarray,
+    folds: Folds,
+    settings: dict[str, Any],
+    rotate: bool,
+    log_jacobian: float,
+    seed: int | None,
+) -> dict[str, Any]:
+    from gencli.density.families import kde
+
+    kernel, bandwidth = settings["kernel"], settings["bandwidth"]
+    record: dict[str, Any] = {
+        "family": "kde",
+        "kernel": kernel,
+        "rotated": rotate,
+        "parameters": 1,
+        "chosen": False,
+    }
+    spaces = fold_spaces(Z, folds, rotate, log_jacobian)
+    if spaces is None or (rotate and kde.whitening(Z) is None):
+        return record | {"status": "skipped: the columns are (nearly) collinear"}
+    from gencli.density.families.kde_folds import FoldSums
+
+    sums = FoldSums([(fitted, scored) for fitted, scored, _ in spaces])
+    if bandwidth == "cv":
+        h = cv_bandwidth(sums, spaces, folds, kernel, seed)
+    else:
+        h, _rule = kde.choose_bandwidth(spaces[0][0], bandwidth, kernel)
+    scores = kde_scores(sums, spaces, kernel, h)
+    return record | {"bandwidth": h, "status": "ok", "scores": scores}
+
+
+def cv_bandwidth(
+    sums: FoldSums, spaces: list[FoldSpace], folds: Folds, kernel: str, seed: int | None
+) -> float:
+    """The bandwidth that maximizes the folds' mean log-likelihood. On many rows it is
+    found on a seeded sample of ``BANDWIDTH_SEARCH_ROWS`` of the fold's fitted rows (5
+    folds) and scaled to the fold's size by the rate n^(-1/(d+4)) every bandwidth rule
+    shares."""
+    from gencli.fitting.selection import cv_folds, cv_log_likelihood, fold_sums, search_bandwidth
+
+    first = spaces[0][0]
+    n, d = first.shape
+    if len(folds.pairs) == folds.cut_into:
+        objective: Callable[[float], float] = lambda h: float(  # noqa: E731
+            np.mean(floored(kde_scores(sums, spaces, kernel, h)))
+        )
+        return search_bandwidth(objective, first, kernel, xatol=BANDWIDTH_XATOL)
+    sample = np.random.default_rng(seed).choice(
+        n, size=min(n, BANDWIDTH_SEARCH_ROWS), replace=False
+    )
+    small = first[np.sort(sample)]
+    small_sums = fold_sums(small, cv_folds(small.shape[0], 5, seed))
+    h = search_bandwidth(
+        lambda h: cv_log_likelihood(small_sums, kernel, h, small.shape[0]),
+        small,
+        kernel,
+        xatol=BANDWIDTH_XATOL,
+    )
+    return h * (small.shape[0] * 0.8 / n) ** (1.0 / (d + 4))
