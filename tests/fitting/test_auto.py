@@ -21,7 +21,7 @@ import gencli
 from gencli.density.families import kde
 from gencli.density.model import DensityModel
 from gencli.errors import FitError, ModelFileError
-from gencli.fitting import auto, cv_candidates
+from gencli.fitting import cv_candidates
 from gencli.fitting.fitter import resolve_model
 
 

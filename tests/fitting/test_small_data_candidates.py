@@ -160,6 +160,6 @@ def test_auto_and_gmm_keep_the_unrepaired_narrow_cluster_end_to_end() -> None:
     ):
         assert model.score_samples(test).mean() > forced.score_samples(test).mean() + 1.0
     auto = gencli.fit(frame, seed=0)
-    chosen = [c for c in auto.metadata["selection"]["candidates"] if c["chosen"]][0]
+    chosen = next(c for c in auto.metadata["selection"]["candidates"] if c["chosen"])
     assert chosen.get("repair_collapse") is False
     assert any("kept the fits before the collapse repair" in fix for fix in chosen["fixes"])
