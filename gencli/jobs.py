@@ -27,6 +27,7 @@ from gencli.errors import DataError, OutputError
 from gencli.fitting.records import data_summary, fit_record
 from gencli.io.atomic import check_outputs
 from gencli.io.data import Table, read_table
+from gencli.io.remote import expand_url, is_url
 from gencli.io.sources import check_input
 from gencli.io.streams import stream_table
 from gencli.io.writers import TableWriter
@@ -132,6 +133,8 @@ def is_many(data: Any) -> bool:
     if not isinstance(data, (str, os.PathLike)):
         return True
     text = os.fspath(data)
+    if is_url(text):  # a folder or a glob of part files, or one file
+        return expand_url(text) != [text]
     return text != "-" and (
         os.path.isdir(text) or (glob.has_magic(text) and not os.path.exists(text))
     )

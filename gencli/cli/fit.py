@@ -240,10 +240,11 @@ def fit(
     """Fit a density to DATA and write it to a model file.
 
     DATA is a CSV, TSV, NPY or Parquet file, or '-' for CSV on stdin; or several files, a
-    glob or a folder of part files (a Parquet dataset, CSVs), read in name order. A CSV whose first
-    row is not all numbers has a header; otherwise columns are named x0, x1, ... Columns
-    are standardized before fitting unless --no-standardize; the model's densities are in
-    the data's own units either way.
+    glob or a folder of part files (a Parquet dataset, CSVs), read in name order; or a URL
+    fsspec reads (s3://, gs://, https://, file://: a file, a folder or a glob, with the
+    protocol's package installed). A CSV whose first row is not all numbers has a header;
+    otherwise columns are named x0, x1, ... Columns are standardized before fitting unless
+    --no-standardize; the model's densities are in the data's own units either way.
 
     By default 20% of the rows are held out (--validation) and --model auto compares
     Gaussian mixtures (K 1..10, four covariance types) with kernel densities by 5-fold

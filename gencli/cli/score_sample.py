@@ -117,8 +117,9 @@ def score(
     log-likelihood per row in nats, bits per dimension, the total) goes to stderr when the
     scores are on stdout, to stdout when they go to a file. Rows are read, scored and
     written in chunks, so memory stays flat for any file size. DATA may also be several
-    files, a glob or a folder of part files, scored in name order as one table; with
-    --engine dask the parts are scored on a Dask cluster's workers (the same numbers).
+    files, a glob or a folder of part files, scored in name order as one table, or a URL
+    fsspec reads (s3://, https://, file://, ...); with --engine dask the parts are scored on
+    a Dask cluster's workers (the same numbers).
 
     \b
     Examples:

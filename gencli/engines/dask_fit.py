@@ -59,6 +59,7 @@ def fit_on_cluster(
     bandwidth: Any = None,
     kernel: str | None = None,
     max_rows: int = 100_000,
+    report_rows: int = 0,
     validation: float = 0.2,
     refit: bool = True,
     seed: int | None = 0,
@@ -68,7 +69,9 @@ def fit_on_cluster(
 ) -> DensityModel:
     """Fit ``model`` ('gmm', 'kde' or 'auto': mixtures judged on the held-out rows) to the
     data set ``plan`` on the cluster behind ``client``; ``progress`` is told of each part
-    a pass has finished (the command line's progress bar)."""
+    a pass has finished (the command line's progress bar). With ``report_rows``, a seeded
+    uniform sample of that many rows (data units) for a report's figures is left in the
+    metadata as ``report_sample``, for the caller to take out before saving."""
     from gencli.engines.cluster import worker_count, worker_memory
     from gencli.fitting.fitter import resolve_model
 
@@ -119,6 +122,8 @@ def fit_on_cluster(
         result.metadata["fit_seconds"] = time.perf_counter() - started
         result.metadata["data_summary"] = summary
         result.metadata["dropped_rows"] = int(stats["dropped"])
+        if report_rows:
+            result.metadata["report_sample"] = uniform_sample(data, n, seed, report_rows)
         return result
     data.prepare(shift, scale, seed, validation)
     try:
@@ -134,6 +139,8 @@ def fit_on_cluster(
     result.metadata["data_summary"] = summary
     result.metadata["dropped_rows"] = int(stats["dropped"])
     result.metadata["fit_seconds"] = time.perf_counter() - started
+    if report_rows:
+        result.metadata["report_sample"] = uniform_sample(data, n, seed, report_rows)
     return result
 
 
@@ -302,6 +309,26 @@ def _fit_kde_sample(
     from gencli.fitting.fitter import fit
     from gencli.io.table import Table
 
+    plan = data.plan
+    rows = uniform_sample(data, n, seed, max_rows)
+    if len(rows) < n:
+        say(
+            f"dask: the kernel density keeps {len(rows):,} of {n:,} rows (a seeded uniform "
+            "sample; raise --max-rows for more)"
+        )
+    table = Table(rows, list(plan.columns), plan.named, plan.source)
+    model = fit(
+        table, "kde", overwrite_data=True, **{k: v for k, v in options.items() if v is not None}
+    )
+    model.metadata["rows"] = n
+    model.metadata["kde_sample"] = {"rows_kept": len(rows), "rows": n, "max_rows": max_rows}
+    model.metadata["engine"] = _engine_record(data)
+    return model
+
+
+def uniform_sample(data: ClusterData, n: int, seed: int, max_rows: int) -> np.ndarray:
+    """A seeded uniform sample of ``min(max_rows, n)`` of the data set's rows (data units,
+    file order): the rows with the smallest hash values, the same however the data is cut."""
     plan, client = data.plan, data.client
     rate = min(1.0, 1.2 * max_rows / max(n, 1) + 1e-9)
     while True:  # the draw is random in size: draw again, wider, if it came up short
@@ -316,21 +343,8 @@ def _fit_kde_sample(
             break
         rate = min(1.0, 2.0 * rate)
     if len(keys) > max_rows:
-        order = np.sort(np.argsort(keys, kind="stable")[:max_rows])  # file order kept
-        rows = rows[order]
-    if len(rows) < n:
-        say(
-            f"dask: the kernel density keeps {len(rows):,} of {n:,} rows (a seeded uniform "
-            "sample; raise --max-rows for more)"
-        )
-    table = Table(rows, list(plan.columns), plan.named, plan.source)
-    model = fit(
-        table, "kde", overwrite_data=True, **{k: v for k, v in options.items() if v is not None}
-    )
-    model.metadata["rows"] = n
-    model.metadata["kde_sample"] = {"rows_kept": len(rows), "rows": n, "max_rows": max_rows}
-    model.metadata["engine"] = _engine_record(data)
-    return model
+        rows = rows[np.sort(np.argsort(keys, kind="stable")[:max_rows])]  # file order kept
+    return rows
 
 
 def _engine_record(data: ClusterData) -> dict[str, Any]:

@@ -23,6 +23,10 @@ from gencli.io.parts import PartPlan
 from gencli.io.streams import TableStream, shift_rows
 from gencli.io.table import Table
 
+#: Rows a report's figures show when the fit ran on a cluster (a seeded uniform sample): the
+#: figures draw at most a few thousand points, and the rows travel to the client.
+REPORT_ROWS = 20_000
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -203,15 +207,9 @@ def fit_job(
     import time
 
     from gencli.engines.dask_fit import fit_on_cluster
-    from gencli.errors import OutputError
     from gencli.fitting.records import fit_record
     from gencli.io.parts import plan_parts
 
-    if report is not None:
-        raise OutputError(
-            "--report is not made by --engine dask yet; fit, then describe the model with "
-            "gencli inspect (or fit a sample of the rows with the local engine and --report)"
-        )
     started = time.perf_counter()
     plan = plan_parts(data, format=format, columns=columns, header=header, dropna=dropna)
     for key in ("jobs", "on_candidate", "background_import", "overwrite_data"):
@@ -219,10 +217,12 @@ def fit_job(
     note = say or (lambda _line: None)
     with contextlib.ExitStack() as stack:
         client = enter_cluster(stack, cluster, note)
-        fitted = fit_on_cluster(client, plan, model, say=note, **options)
+        rows = REPORT_ROWS if report is not None else 0
+        fitted = fit_on_cluster(client, plan, model, say=note, report_rows=rows, **options)
     meta = fitted.metadata
     summary = meta.pop("data_summary", None) or []
     dropped = int(meta.pop("dropped_rows", 0))
+    shown = meta.pop("report_sample", None)
     fitted.save(output)
     record = fit_record(
         fitted,
@@ -235,6 +235,13 @@ def fit_job(
     )
     record["notes"] = list(plan.notes)
     record["engine"] = meta.get("engine")
+    if report is not None:
+        from gencli.reports.files import write_report
+
+        record["figure_rows"] = {"shown": len(shown), "rows": int(meta["rows"])}
+        files = write_report(report, record, fitted, shown)
+        record["report_file"] = str(report)
+        record["report_files"] = [str(f) for f in files]
     return record
 
 

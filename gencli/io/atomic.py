@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from gencli.errors import OutputError, raise_if_stopped
+from gencli.io.remote import is_url, local_path
 
 #: Outputs finished in this process (their paths as given), in order.
 written: list[str] = []
@@ -146,6 +147,11 @@ def _regular_identity(fd: int) -> tuple[int, int] | None:
 def _input_identity(source: str | os.PathLike[str]) -> tuple[int, int] | None:
     if os.fspath(source) == "-":
         return _regular_identity(0)
+    if is_url(source):
+        local = local_path(str(source))
+        if local is None:
+            return None
+        source = local
     try:
         return _identity(os.stat(source))
     except (OSError, ValueError):

@@ -229,6 +229,10 @@ def open_parquet(source: Input) -> Any:
         start = source.read(4)
         source.close()
         target: Any = source.path
+    elif source.seekable:  # a URL's file: pyarrow reads the footer and row groups it needs
+        start = source.read(4)
+        source.stream.seek(0)
+        target = source.stream
     else:
         start = source.read(4)
         data = read_all(source, start, lambda n: 2 * n, _HINT)

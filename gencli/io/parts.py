@@ -25,6 +25,7 @@ from gencli.io.data import (
     require_finite,
     select_columns,
 )
+from gencli.io.remote import expand_url, is_url
 from gencli.io.streams import stream_table
 from gencli.io.table import Table, default_names, unique_names
 
@@ -73,7 +74,9 @@ def expand(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> l
     paths: list[str] = []
     for item in items:
         text = os.fspath(item)
-        if text != "-" and os.path.isdir(text):
+        if is_url(text):
+            paths.extend(expand_url(text))
+        elif text != "-" and os.path.isdir(text):
             found = [
                 str(p)
                 for p in sorted(Path(text).rglob("*"))
@@ -185,12 +188,11 @@ def _read_groups(plan: PartPlan, part: Part) -> Table:
 def read_groups(plan: PartPlan, part: Part) -> tuple[np.ndarray, list[str]]:
     """A Parquet part's values (missing values kept as NaN) and column names: the plan's
     columns, or every column when the plan names none."""
-    import pyarrow.parquet as pq
-
-    from gencli.io.binread import parquet_names
+    from gencli.io.binread import open_parquet, parquet_names
+    from gencli.io.sources import open_input
     from gencli.io.table import from_arrow
 
-    handle = pq.ParquetFile(part.path)
+    handle = open_parquet(open_input(part.path))
     names = unique_names(parquet_names(handle))
     wanted = list(plan.columns) or names
     missing = [c for c in wanted if c not in names]

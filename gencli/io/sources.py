@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gencli.errors import DataError
+from gencli.io.remote import is_url, open_url
 from gencli.limits import check_memory, format_size
 
 READ_BLOCK = 1 << 23
@@ -46,6 +47,7 @@ class Input:
     size: int | None
     path: str | None = None
     owned: bool = True
+    seekable: bool = False  # a URL's file: random access without reading it all
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes; fewer only at the end (pipes may deliver less per read)."""
@@ -160,8 +162,8 @@ def _refuse_kind(name: str, mode: int) -> None:
 
 def check_input(source: str | os.PathLike[str]) -> None:
     """Refuse a data path that cannot be read as data, without opening it."""
-    if str(source) == "-":
-        return
+    if str(source) == "-" or is_url(source):
+        return  # a URL is checked when it is opened
     path = os.fspath(source)
     try:
         info = os.stat(path)
@@ -176,6 +178,9 @@ def open_input(source: str | os.PathLike[str], stdin: IO[bytes] | None = None) -
     """Open a data path (or '-' for ``stdin``) for reading, refusing what would not end."""
     if str(source) == "-":
         return _open_stdin(stdin)
+    if is_url(source):
+        stream, url_size = open_url(str(source))
+        return Input(str(source), stream, url_size, seekable=True)
     path = os.fspath(source)
     check_input(path)
     try:

@@ -205,6 +205,12 @@ def fit_document(
         from gencli.reports.plots import density_figure
 
         doc.h("The fitted density and the data")
+        shown = record.get("figure_rows") or {}
+        if shown and shown.get("shown", 0) < shown.get("rows", 0):
+            doc.p(
+                f"The fit ran on a Dask cluster: the figure shows a seeded uniform sample of "
+                f"{shown['shown']:,} of the {shown['rows']:,} rows."
+            )
         doc.figure(
             density_caption(model.n_features),
             png_bytes(density_figure(model, X, seed=seed_of(record, model))),

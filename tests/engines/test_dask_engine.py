@@ -4,6 +4,7 @@ with the same numbers as the local engine."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import warnings
@@ -336,7 +337,6 @@ def test_a_folder_of_scores_is_refused_whole_on_bad_data(client: Any, tmp_path: 
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--report", "r.html"], "--report is not made by --engine dask"),
         (["--n-init", "2"], "--n-init is 1 on --engine dask"),
         (["--discrete", "auto"], "--discrete is not available on --engine dask"),
         (["--select", "heldout", "--validation", "0"], "--select heldout needs held-out rows"),
@@ -371,3 +371,52 @@ def test_a_scheduler_without_workers_is_one_line(
         f"within 1 s); start some with 'dask worker {empty.scheduler_address}'"
     ]
     assert not Path("m.pkl").exists()
+
+
+def test_the_workers_read_parts_from_a_url(client: Any, data: tuple, tmp_path: Path) -> None:
+    """A file:// glob goes through fsspec on the workers: the same model and scores as the
+    folder's path."""
+    _, _, many = data
+    dask = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    assert _cli("fit", many, "-k", "2", "-o", "path.pkl", *dask).exit_code == 0
+    url = f"file://{many}/part-*.parquet"
+    fitted = _cli("fit", url, "-k", "2", "-o", "url.pkl", *dask)
+    assert fitted.exit_code == 0, fitted.output
+    by_path, by_url = load("path.pkl"), load("url.pkl")
+    for key in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(by_url.params[key], by_path.params[key])
+    assert _cli("score", "url.pkl", url, "-o", "u.csv", *dask).exit_code == 0
+    assert _cli("score", "url.pkl", many, "-o", "p.csv").exit_code == 0
+    assert Path("u.csv").read_bytes() == Path("p.csv").read_bytes()
+
+
+def test_a_report_from_the_cluster_shows_a_sample_the_cut_does_not_change(
+    client: Any, data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gencli.engines import dask_jobs
+    from gencli.engines.dask_fit import fit_on_cluster
+
+    X, one, many = data
+    samples = []
+    for folder in (one, many):
+        plan = plan_parts(folder, part_rows=300)
+        model = fit_on_cluster(
+            client, plan, "gmm", say=lambda _: None, components=2, report_rows=700
+        )
+        samples.append(model.metadata.pop("report_sample"))
+    np.testing.assert_array_equal(samples[0], samples[1])
+    assert samples[0].shape == (700, 3)
+    rows = {tuple(r) for r in X}
+    assert all(tuple(r) in rows for r in samples[0])  # rows of the data, in data units
+    monkeypatch.setattr(dask_jobs, "REPORT_ROWS", 700)
+    address = ["--engine", "dask", "--scheduler", client.scheduler.address, "-q"]
+    for report in ("r.json", "r.html"):
+        result = _cli("fit", many, "-k", "1..3", "-o", "m.pkl", "--report", report, *address)
+        assert result.exit_code == 0, result.output
+    record = json.loads(Path("r.json").read_text())
+    assert record["figure_rows"] == {"shown": 700, "rows": 4000}
+    assert record["validation"]["heldout_rows"] > 0
+    assert len(record["selection"]["candidates"]) == 3
+    page = Path("r.html").read_text()
+    assert "a seeded uniform sample of 700 of the 4,000 rows" in page and "<img" in page
+    assert "report_sample" not in load("m.pkl").metadata
