@@ -245,14 +245,22 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     folder = target.parent
     room = _name_max(folder) - _TEMP_SUFFIX_BYTES
     stem = os.fsdecode(os.fsencode(target.name)[: max(room, 1)])
+    # Stop signals wait while the temporary file is created and named: one landing between
+    # its creation and the cleanup below would leave it behind (seen under load on CI).
+    held = _hold_stop_signals()
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
-    except UnicodeDecodeError:  # the cut fell inside a character
-        fd, tmp_name = tempfile.mkstemp(prefix=".gencli.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {folder}: {reason(exc)}") from exc
-    tmp = Path(tmp_name)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+        except UnicodeDecodeError:  # the cut fell inside a character
+            fd, tmp_name = tempfile.mkstemp(prefix=".gencli.", suffix=".tmp", dir=folder)
+        tmp = Path(tmp_name)
+    except BaseException as exc:
+        _release(held)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write in {folder}: {reason(exc)}") from exc
+        raise
     try:
+        _release(held)  # a signal held meanwhile is raised here, where the cleanup sees it
         with os.fdopen(fd, mode) as handle:
             yield handle
             raise_if_stopped()  # a stop signal whose exception was swallowed must not publish
@@ -267,6 +275,26 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         tmp.unlink(missing_ok=True)
         raise
     written.append(str(path))
+
+
+def _hold_stop_signals() -> set[int] | None:
+    """Block the stop signals in this thread; the previous mask, or None where not possible."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    numbers = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
+    return set(signal.pthread_sigmask(signal.SIG_BLOCK, numbers))
+
+
+def _release(held: set[int] | None) -> None:
+    if held is not None:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _copy_mode(target: Path, tmp: Path) -> None:
