@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gencli.density.given import for_scoring
 from gencli.density.model import DensityModel
 from gencli.density.modelfile import load
 from gencli.engines.local import (
@@ -201,6 +202,8 @@ def score_file(
     engine: str = "local",
     cluster: Any = None,
     say: Callable[[str], None] | None = None,
+    columns: Sequence[str] | None = None,
+    given: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``data`` under the model; write ``log_density`` per row to ``output``
     ('-' is stdout; None writes nothing and only summarises).
@@ -218,7 +221,8 @@ def score_file(
     ``header`` is as for :func:`fit_file`; notes on guesses are in ``result["notes"]``.
     ``data`` may be several files, a glob or a folder (scored in name order, as one table);
     ``engine='dask'`` scores the parts on a cluster's workers (``cluster`` as for
-    :func:`fit_file`), with the same numbers.
+    :func:`fit_file`), with the same numbers. ``columns`` scores by the marginal density of
+    those columns; ``given`` by the density of the others given these, row by row.
     """
     from gencli.engines.dask_jobs import check_folder_output, is_folder_output
     from gencli.io.writers import output_format as format_of_output
@@ -232,7 +236,7 @@ def score_file(
         check_outputs([output], [model_path, *inputs])
     if output is not None and not folder:
         format_of_output(output, output_format)  # a contradiction is refused before any work
-    model = load(model_path)
+    model = for_scoring(load(model_path), columns, given)
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     options: dict[str, Any] = {"mode": mode, "dropna": dropna, "allow_underflow": allow_underflow}
     if folder:
@@ -307,8 +311,8 @@ def score_file(
                 flags = {"outlier": log_density < threshold}
                 counts["outliers"] += int(flags["outlier"].sum())
             if writer is not None:
-                columns = [part.row_numbers, log_density] if dropna else [log_density]
-                writer.write(np.column_stack(columns), flags)
+                out = [part.row_numbers, log_density] if dropna else [log_density]
+                writer.write(np.column_stack(out), flags)
             counts["rows"] += log_density.size
             total += float(np.sum(log_density))
             if progress is not None:

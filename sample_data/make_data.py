@@ -1,4 +1,5 @@
-"""Write the sample data sets: three real ones that scikit-learn ships and two synthetic ones.
+"""Write the sample data sets: three real ones that scikit-learn ships (and iris with gaps) and
+two synthetic ones.
 
 Run from the repository root: ``python sample_data/make_data.py``. The output is
 deterministic, so the committed CSV files can be checked against a fresh run.
@@ -25,6 +26,15 @@ def iris() -> pd.DataFrame:
     frame = datasets.load_iris(as_frame=True).data
     frame.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     return frame
+
+
+def iris_gaps() -> pd.DataFrame:
+    """Ten iris rows with some cells emptied (a seeded 25%), for ``gencli impute``."""
+    frame = iris().iloc[::15].reset_index(drop=True)
+    rng = np.random.default_rng(16)
+    hidden = rng.random(frame.shape) < 0.25
+    hidden[hidden.all(axis=1), 0] = False
+    return frame.mask(hidden)
 
 
 def wine() -> pd.DataFrame:
@@ -68,6 +78,7 @@ def mixture_parts(parts: int = 4) -> None:
 
 if __name__ == "__main__":
     _write(iris(), "iris.csv")
+    _write(iris_gaps(), "iris_gaps.csv")
     _write(wine(), "wine.csv")
     _write(digits(), "digits.csv")
     _write(moons(), "moons.csv")

@@ -25,7 +25,7 @@ LAYERS = [
     ("reports", ("gencli.reports",)),
     ("curse", ("gencli.curse",)),
     ("engines", ("gencli.engines",)),
-    ("jobs", ("gencli.jobs",)),
+    ("jobs", ("gencli.jobs", "gencli.questions")),
     ("cli", ("gencli.cli",)),
     ("api", ("gencli",)),
     ("entry", ("gencli.__main__",)),

@@ -247,8 +247,9 @@ def fit(
     --no-standardize; the model's densities are in the data's own units either way.
 
     By default 20% of the rows are held out (--validation) and --model auto compares
-    Gaussian mixtures (K 1..10, four covariance types) with kernel densities by 5-fold
-    cross-validated log-likelihood on the other rows; the winner is measured on the
+    Gaussian mixtures (K 1..10, four covariance types, and one Gaussian with a shrunk
+    covariance) with kernel densities by 5-fold cross-validated log-likelihood on the other
+    rows; the winner is measured on the
     held-out rows, then refitted on every row (--model gmm chooses K by BIC instead).
     With --engine dask the rows are read and fitted on a Dask cluster's workers: mixtures
     by EM on sufficient statistics (--model auto there compares mixtures on the held-out

@@ -26,6 +26,7 @@ from gencli.cli.curse import curse
 from gencli.cli.fit import fit
 from gencli.cli.inspect_evaluate import evaluate, inspect
 from gencli.cli.options import CONTEXT_SETTINGS, debug_option
+from gencli.cli.questions import impute, predict
 from gencli.cli.score_sample import sample, score
 
 
@@ -88,3 +89,5 @@ cli.add_command(sample)
 cli.add_command(curse)
 cli.add_command(inspect)
 cli.add_command(evaluate)
+cli.add_command(impute)
+cli.add_command(predict)

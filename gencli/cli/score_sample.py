@@ -82,6 +82,20 @@ from gencli.cli.output import emit, say_unless, writes_to_stdout
     help="Score a row whose density is below the smallest positive float as -inf (counted in "
     "the summary) and go on, instead of stopping at it.",
 )
+@click.option(
+    "--columns",
+    "marginal_columns",
+    metavar="A,B",
+    help="Score by the marginal density of these model columns alone (the others integrated "
+    "out, in closed form); DATA then needs only these (and any --given) columns.",
+)
+@click.option(
+    "--given",
+    "given_columns",
+    metavar="C,D",
+    help="Score each row by the conditional density of the other columns given these "
+    "columns' values in the same row: log p(rest | C, D) = log p(row) - log p(C, D).",
+)
 @format_option
 @header_option
 @engine_options
@@ -99,6 +113,8 @@ def score(
     flag_below: float | None,
     dropna: bool,
     allow_underflow: bool,
+    marginal_columns: str | None,
+    given_columns: str | None,
     data_format: str | None,
     header: bool | None,
     as_json: bool,
@@ -119,7 +135,9 @@ def score(
     written in chunks, so memory stays flat for any file size. DATA may also be several
     files, a glob or a folder of part files, scored in name order as one table, or a URL
     fsspec reads (s3://, https://, file://, ...); with --engine dask the parts are scored on
-    a Dask cluster's workers (the same numbers).
+    a Dask cluster's workers (the same numbers). --columns scores by a marginal density,
+    --given by a conditional one (Gaussian mixtures, and kernel densities with the gaussian
+    kernel), both in the data's units.
 
     \b
     Examples:
@@ -132,6 +150,8 @@ def score(
       gencli sample iris.pkl --format parquet | gencli score iris.pkl - --format parquet
       gencli score big.pkl parts/ --engine dask -o scores.parquet
       gencli score big.pkl parts/ --engine dask -o scores/
+      gencli score iris.pkl new_rows.csv --columns petal_length,petal_width
+      gencli score iris.pkl new_rows.csv --given sepal_length,sepal_width
     """
     from gencli.io.console import progress_bar
     from gencli.jobs import score_file
@@ -140,6 +160,11 @@ def score(
         raise click.UsageError("--exact and --approx contradict each other; choose one")
     _check_output_format(output, output_format, precision, "--output-format")
     mode = "exact" if exact else "approx" if approx else "fast"
+    if flag_below is not None and (marginal_columns or given_columns):
+        raise click.UsageError(
+            "--flag-below compares with the whole model's held-out rows; it does not apply "
+            "with --columns or --given"
+        )
     cluster = cluster_settings(engine, scheduler, workers, memory_limit)
     with progress_bar(None, "scoring", quiet) as progress:
         result = score_file(
@@ -158,6 +183,8 @@ def score(
             engine=engine,
             cluster=cluster,
             say=lambda line: say_unless(line, quiet),
+            columns=_names(marginal_columns, "--columns"),
+            given=_names(given_columns, "--given"),
         )
     to_stderr = writes_to_stdout(output)  # '-', or /dev/stdout by another name
     for note in result.get("notes", []):
@@ -171,6 +198,16 @@ def score(
         emit(_score_lines(result), result, as_json, to_stderr=to_stderr)
     if not to_stderr:
         say_unless(f"wrote {output}", quiet)
+
+
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """Comma-separated column names, or None; an empty or repeated name is a usage error."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise click.UsageError(f"{flag} '{text}': give column names separated by commas, once each")
+    return names
 
 
 def _score_lines(result: dict[str, Any]) -> list[str]:
@@ -251,6 +288,19 @@ def _check_output_format(
 )
 @precision_option
 @seed_option(default=None, help="Seed; the same seed gives identical rows. [default: random]")
+@click.option(
+    "--given",
+    metavar="A=1.5,B=2",
+    help="Draw from the density conditioned on these column values (data units): every row "
+    "carries them, and the other columns are drawn from their conditional distribution.",
+)
+@click.option(
+    "--given-file",
+    type=click.Path(path_type=str, allow_dash=True, readable=False),
+    metavar="ROWS",
+    help="Draw -n rows for each row of this CSV/TSV/NPY/Parquet file, whose header names the "
+    "given columns; the output starts with a column 'row' (the file's row, from 1).",
+)
 @engine_options
 @quiet_option
 @debug_option
@@ -261,6 +311,8 @@ def sample(
     data_format: str | None,
     precision: int | None,
     seed: int | None,
+    given: str | None,
+    given_file: str | None,
     quiet: bool,
     engine: str,
     scheduler: str | None,
@@ -273,7 +325,9 @@ def sample(
     the kernel. Without --seed each run draws fresh rows. Rows are drawn and written in
     chunks, so memory stays flat for any -n. Blocks of rows are drawn from generators
     spawned from the seed, so --engine dask (blocks drawn on a Dask cluster's workers) gives
-    the very same rows as the local engine, whatever the number of workers.
+    the very same rows as the local engine, whatever the number of workers. --given and
+    --given-file draw from conditionals (Gaussian mixtures, and kernel densities with the
+    gaussian kernel, in closed form).
 
     \b
     Examples:
@@ -283,12 +337,18 @@ def sample(
       gencli sample iris.pkl --format parquet > synthetic.parquet
       gencli sample iris.pkl -n 500 | gencli score iris.pkl -
       gencli sample big.pkl -n 100000000 --seed 1 --engine dask -o big.parquet
+      gencli sample iris.pkl -n 100 --given "petal_length=5.1,petal_width=1.8"
+      gencli sample iris.pkl -n 10 --given-file petals.csv -o per_row.csv
     """
     from gencli.io.console import progress_bar
     from gencli.jobs import sample_file
 
     _check_output_format(output, data_format, precision, "--format")
     cluster = cluster_settings(engine, scheduler, workers, memory_limit)
+    if given is not None or given_file is not None:
+        _sample_given(model_file, num_samples, output, given, given_file, seed, data_format,
+                      precision, engine, quiet)  # fmt: skip
+        return
     with progress_bar(num_samples, "sampling", quiet) as progress:
         result = sample_file(
             model_file,
@@ -302,5 +362,39 @@ def sample(
             cluster=cluster,
             say=lambda line: say_unless(line, quiet),
         )
+    if output != "-":
+        say_unless(f"wrote {result['rows']} rows to {output}", quiet)
+
+
+def _sample_given(
+    model_file: str,
+    n: int,
+    output: str,
+    given: str | None,
+    given_file: str | None,
+    seed: int | None,
+    data_format: str | None,
+    precision: int | None,
+    engine: str,
+    quiet: bool,
+) -> None:
+    from gencli.io.console import progress_bar
+    from gencli.questions import parse_given, sample_given
+
+    if given is not None and given_file is not None:
+        raise click.UsageError("--given and --given-file contradict each other; choose one")
+    if engine != "local":
+        raise click.UsageError("--given and --given-file draw with the local engine; drop --engine")
+    from gencli.errors import DataError
+
+    try:
+        values = parse_given(given) if given is not None else None
+    except DataError as exc:
+        raise click.UsageError(str(exc)) from None
+    with progress_bar(None, "sampling", quiet) as progress:
+        result = sample_given(
+            model_file, n, output, given=values, given_file=given_file, seed=seed,
+            format=data_format, precision=precision, progress=progress,
+        )  # fmt: skip
     if output != "-":
         say_unless(f"wrote {result['rows']} rows to {output}", quiet)

@@ -18,15 +18,18 @@ from gencli.io.atomic import atomic_write
 
 FORMAT_NAME = "gencli-model"
 #: The newest format this gencli reads and writes. Version 2 adds what a version-1 reader
-#: would silently misread: a kernel density's ``rotation`` and ``discrete_columns``. A model
-#: without them is still written as version 1, so older gencli versions keep reading it.
+#: would silently misread: a kernel density's ``rotation`` and point ``weights`` (a weighted
+#: or conditioned density) and ``discrete_columns``. A model without them is still written as
+#: version 1, so older gencli versions keep reading it.
 FORMAT_VERSION = 2
 PICKLE_PROTOCOL = 4
 
 
 def version_for(plain: dict[str, Any]) -> int:
     """The oldest format that holds everything in ``plain``."""
-    needs_two = "discrete_columns" in plain or "rotation" in plain.get("params", {})
+    params = plain.get("params", {})
+    weighted_kde = plain.get("family") == "kde" and "weights" in params  # a mixture's are old
+    needs_two = "discrete_columns" in plain or "rotation" in params or weighted_kde
     return 2 if needs_two else 1
 
 

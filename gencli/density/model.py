@@ -95,6 +95,11 @@ class DensityModel:
         return -float(np.sum(np.log(self.scale[continuous])))
 
     @property
+    def density_dimensions(self) -> int:
+        """Columns the scores are a density over (bits per dimension divide by this)."""
+        return self.n_features
+
+    @property
     def discrete_columns(self) -> list[str]:
         return [self.columns[j] for j in self.discrete]
 
@@ -273,6 +278,54 @@ class DensityModel:
         if not (self.named_columns and table.named):
             return []
         return [c for c in table.columns if c not in set(self.columns)]
+
+    # ------------------------------------------------------------------ other densities
+
+    def marginal(self, columns: Sequence[str]) -> DensityModel:
+        """The density of ``columns`` alone, the other columns integrated out (closed form;
+        see :mod:`gencli.density.conditional`). An ordinary model, in the data's units."""
+        from gencli.density.conditional import marginal
+
+        return self._derived(*marginal(self, columns))
+
+    def condition(self, given: dict[str, float]) -> DensityModel:
+        """The density of the other columns given values of some (``{"col": value}``, data
+        units): a mixture (or weighted kernel density) over the remaining columns."""
+        from gencli.density.conditional import condition
+
+        return self._derived(*condition(self, given))
+
+    def impute(self, X: Any, *, draws: int | None = None, seed: int | None = None) -> np.ndarray:
+        """``X`` with its NaN cells filled by the conditional mean given each row's observed
+        cells (model column order, data units); with ``draws``, each row repeated ``draws``
+        times with its own conditional draw (see :mod:`gencli.density.imputation`)."""
+        from gencli.density.imputation import check_supported, fill
+
+        check_supported(self, "impute")
+        if hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            X = self.align(as_table(X, allow_missing=True)).values
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(f"expected {self.n_features} columns ({', '.join(self.columns)})")
+        if np.isinf(X).any():
+            raise DataError("a row has an infinite value; only NaN cells are filled")
+        return fill(self, X, draws, np.random.default_rng(seed))
+
+    def _derived(self, params: dict[str, Any], keep: list[int], record: dict) -> DensityModel:
+        metadata = copy.deepcopy(self.metadata)
+        metadata["derived"] = [*metadata.get("derived", []), record]
+        return DensityModel(
+            self.family,
+            params,
+            [self.columns[j] for j in keep],
+            self.shift[keep],
+            self.scale[keep],
+            named_columns=self.named_columns,
+            metadata=metadata,
+            discrete=[keep.index(j) for j in self.discrete if j in keep],
+        )
 
     # ------------------------------------------------------------------ files
 

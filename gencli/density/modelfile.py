@@ -237,7 +237,7 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
     _require(
         version >= fileformat_version_for(plain),
         name,
-        f"format {version} cannot hold a rotation or discrete columns",
+        f"format {version} cannot hold a rotation, point weights or discrete columns",
     )
     discrete_names = plain.get("discrete_columns", [])
     _require(

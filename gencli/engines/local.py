@@ -207,7 +207,7 @@ def score_summary(
         "underflow_rows": counts["underflow"],
         "mean_log_likelihood": mean,
         "total_log_likelihood": total,
-        "bits_per_dimension": -mean / (model.n_features * math.log(2)),
+        "bits_per_dimension": -mean / (model.density_dimensions * math.log(2)),
         "mode": mode if model.family == "kde" else None,
         "output": None if output is None else str(output),
         "notes": notes,

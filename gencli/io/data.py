@@ -242,8 +242,15 @@ def require_finite(table: Table, *, dropna: bool = False, hint: str = "pass --dr
     )
 
 
-def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "<array>") -> Table:
-    """Make a :class:`Table` from a NumPy array, a pandas DataFrame or a path (for the API)."""
+def as_table(
+    data: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    source: str = "<array>",
+    allow_missing: bool = False,
+) -> Table:
+    """Make a :class:`Table` from a NumPy array, a pandas DataFrame or a path (for the API);
+    ``allow_missing`` keeps NaN cells (for imputation) instead of refusing them."""
     if isinstance(data, Table):
         table = data
     elif isinstance(data, (str, os.PathLike)):
@@ -289,7 +296,7 @@ def as_table(data: Any, *, columns: Sequence[str] | None = None, source: str = "
         )
     table = select_columns(table, columns)
     table = require_numeric(table)
-    return require_finite(table, hint="")
+    return table if allow_missing else require_finite(table, hint="")
 
 
 __all__ = [

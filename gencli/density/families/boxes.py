@@ -255,7 +255,7 @@ def kde_log_mass(
         return kde.log_density(params, Z, cache=cache)
     repeated = distinct_rows(Z)
     rows = Z if repeated is None else repeated[0]
-    points, weights = distinct_points(points_all, cache)
+    points, weights = distinct_points(points_all, cache, params.get("weights"))
     out = _kde_sum(points, weights, rows, columns, box, float(params["bandwidth"]))
     return out if repeated is None else out[repeated[1]]
 

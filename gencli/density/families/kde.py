@@ -173,7 +173,11 @@ def log_density(
         points, rows = _rotated_points(params, cache), Z @ rotation
         jacobian = log_abs_det(rotation)
     kernel, bandwidth = params["kernel"], float(params["bandwidth"])
-    return evaluate(points, rows, kernel, bandwidth, mode=mode, cache=cache) + jacobian
+    weights = params.get("weights")
+    return (
+        evaluate(points, rows, kernel, bandwidth, mode=mode, cache=cache, point_weights=weights)
+        + jacobian
+    )
 
 
 def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
@@ -210,6 +214,16 @@ def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
         )
     if "rotation" in params:
         _check_rotation(params["rotation"], points.shape[1])
+    if "weights" in params:
+        _check_weights(params["weights"], points.shape[0])
+
+
+def _check_weights(weights: Any, n: int) -> None:
+    """Point weights must be n finite numbers >= 0, not all zero."""
+    if not isinstance(weights, np.ndarray) or weights.dtype.kind != "f" or weights.shape != (n,):
+        raise ModelFileError(f"the point weights in the model file are not {n} numbers")
+    if not (np.all(np.isfinite(weights)) and weights.min() >= 0 and weights.max() > 0):
+        raise ModelFileError("the point weights in the model file are not finite and >= 0")
 
 
 def _check_rotation(rotation: Any, d: int) -> None:
@@ -238,7 +252,8 @@ def from_params(params: dict[str, Any]) -> Any:
     points = np.asarray(params["points"], dtype=np.float64)
     if "rotation" in params:  # scikit-learn's kernels are round: fit it in the rotated space
         points = points @ params["rotation"]
-    return KernelDensity(bandwidth=float(params["bandwidth"]), kernel=params["kernel"]).fit(points)
+    estimator = KernelDensity(bandwidth=float(params["bandwidth"]), kernel=params["kernel"])
+    return estimator.fit(points, sample_weight=params.get("weights"))
 
 
 def _unit_radii(kernel: str, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -282,7 +297,11 @@ def kernel_noise(kernel: str, n: int, d: int, rng: np.random.Generator) -> np.nd
 def sample(params: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
     """A draw is a random training point plus a draw from the kernel."""
     points = np.asarray(params["points"], dtype=np.float64)
-    picks = rng.integers(0, points.shape[0], size=n)
+    weights = params.get("weights")
+    if weights is None:
+        picks = rng.integers(0, points.shape[0], size=n)
+    else:  # a weighted (or conditioned) density: a point in proportion to its weight
+        picks = rng.choice(points.shape[0], size=n, p=weights / weights.sum())
     noise = kernel_noise(params["kernel"], n, points.shape[1], rng)
     if "rotation" in params:  # round in y = z W: back to z through W^-1
         noise = noise @ np.linalg.inv(params["rotation"])
@@ -308,4 +327,5 @@ def describe(params: dict[str, Any]) -> dict[str, Any]:
         "bandwidth_rule": params["bandwidth_rule"],
         "training_points": int(np.asarray(params["points"]).shape[0]),
         "rotated": "rotation" in params,
+        "weighted": "weights" in params,
     }

@@ -47,13 +47,24 @@ def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | 
 
 
 def distinct_points(
-    points: np.ndarray, cache: dict[str, Any] | None
+    points: np.ndarray, cache: dict[str, Any] | None, point_weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The training points with repeats merged into weights (None: no repeats worth it)."""
+    """The training points with repeats merged into weights (None: every point once, no
+    repeats worth merging). ``point_weights`` are the points' own weights (a weighted or a
+    conditioned kernel density); merged repeats add theirs."""
     if cache is not None and "distinct_points" in cache:
         return cast("tuple[np.ndarray, np.ndarray | None]", cache["distinct_points"])
+    if point_weights is not None and not np.all(point_weights > 0):
+        keep = point_weights > 0  # a weightless point adds nothing
+        points, point_weights = points[keep], point_weights[keep]
     found = distinct_rows(points)
-    result = (points, None) if found is None else (found[0], found[2])
+    if found is None:
+        result = (points, point_weights)
+    elif point_weights is None:
+        result = (found[0], found[2])
+    else:
+        merged = np.bincount(found[1], weights=point_weights, minlength=found[0].shape[0])
+        result = (found[0], merged)
     if cache is not None:
         cache["distinct_points"] = result
     return result

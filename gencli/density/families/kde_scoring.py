@@ -188,6 +188,7 @@ def log_density(
     *,
     mode: str = "fast",
     cache: dict[str, Any] | None = None,
+    point_weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """The KDE's log-density at each row of Z by ``mode``: 'fast', 'exact' or 'approx', or
     'fixed': 'fast' without timing, so that a fit is the same on every run (the timed choice
@@ -196,7 +197,7 @@ def log_density(
     Repeated training points are summed once with their counts as weights, and repeated
     rows of Z are scored once (see :func:`distinct_rows`).
     """
-    points, weights = distinct_points(points, cache)
+    points, weights = distinct_points(points, cache, point_weights)
     repeated = distinct_rows(Z)
     rows = Z if repeated is None else repeated[0]
     if mode == "exact":
