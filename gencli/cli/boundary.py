@@ -207,39 +207,6 @@ def _print_warning(line: str) -> None:
             say(one_line(line))
 
 
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of returning it to the system at once.
-
-    numpy's temporaries of more than 128 KiB are otherwise mapped afresh and unmapped on
-    every allocation, and in a virtual machine each page first touched costs a fault on
-    the host too: the 2-D ``--approx`` evaluation took 43 ms cold against 16 ms with this
-    (measured). The heap keeps up to 64 MiB free at its top instead of trimming it; the
-    benchmarks' peak memory for fit, score and sample stayed within their run-to-run
-    spread. False where this is not Linux with a C library that has mallopt (nothing is
-    changed then), or where the library refuses a setting (the others still apply).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-        wide = ctypes.sizeof(ctypes.c_void_p) >= 8
-    except Exception:  # no C library to load, or one without mallopt
-        return False
-    settings = (
-        # glibc's largest mmap threshold: 32 MiB on 64-bit systems, 512 KiB on 32-bit ones.
-        (_M_MMAP_THRESHOLD, 32 << 20 if wide else 512 << 10),
-        (_M_TRIM_THRESHOLD, 64 << 20),
-        (_M_TOP_PAD, 16 << 20),
-    )
-    return all([mallopt(option, value) == 1 for option, value in settings])
-
-
 def exit_now(code: Any) -> None:
     """End the process without unloading the interpreter.
 

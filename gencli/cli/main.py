@@ -17,7 +17,6 @@ from gencli.cli.boundary import (
     Interrupted,
     QuietExit,
     exit_now,
-    keep_freed_memory,
     print_error,
     quiet_library_warnings,
     translate,
@@ -28,6 +27,7 @@ from gencli.cli.inspect_evaluate import evaluate, inspect
 from gencli.cli.options import CONTEXT_SETTINGS, debug_option
 from gencli.cli.questions import impute, predict
 from gencli.cli.score_sample import sample, score
+from gencli.native import keep_freed_memory
 
 
 @click.group(cls=GencliGroup, context_settings=CONTEXT_SETTINGS)

@@ -61,8 +61,10 @@ def score_part(
     model: DensityModel, plan: PartPlan, index: int, options: dict[str, Any]
 ) -> list[ScoredChunk]:
     """Score one part on a worker, through the local engine's chunked scoring."""
+    from gencli.engines.dask_tasks import set_up_process
     from gencli.io.streams import stream_table
 
+    set_up_process()
     part = plan.parts[index]
     if part.groups is None:
         stream = stream_table(
@@ -81,9 +83,15 @@ def score_part(
     names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, part.path)
     picks = model.column_picks(names)
     try:
-        return list(score_chunks(model, stream, picks, **options))
+        scored = list(score_chunks(model, stream, picks, **options))
     except DataError as exc:  # rows counted from the file's first, not the part's
         raise DataError(shift_rows(str(exc), part.start)) from None
+    if not options.get("dropna"):  # only --dropna writes them: half the bytes sent back
+        scored = [replace(chunk, row_numbers=_NO_ROWS) for chunk in scored]
+    return scored
+
+
+_NO_ROWS = np.zeros(0)
 
 
 def scored_chunks(

@@ -48,6 +48,7 @@ class Split:
 
 
 def read(plan: PartPlan, index: int) -> Table:
+    set_up_process()
     return plan.read(index)
 
 
@@ -114,8 +115,24 @@ def rows_of(source: Any) -> tuple[np.ndarray, np.ndarray]:
     return source
 
 
+def set_up_process() -> None:
+    """Once per worker process: keep freed memory for reuse, as the command line does
+    (:func:`gencli.native.keep_freed_memory`); Dask's workers trim it at once by default,
+    so every pass faulted in fresh pages for its temporaries."""
+    global _SET_UP
+    if not _SET_UP:
+        from gencli.native import keep_freed_memory
+
+        keep_freed_memory()
+        _SET_UP = True
+
+
+_SET_UP = False
+
+
 def em_pass(source: Any, runs: list[dict[str, Any]], every_row: bool) -> list[em_stats.Statistics]:
     """E-step statistics of the part's training rows (or all its rows) for each mixture."""
+    set_up_process()
     train, held = rows_of(source)
     Z = np.concatenate([train, held]) if every_row and len(held) else train
     return [em_stats.statistics(Z, params) for params in runs]

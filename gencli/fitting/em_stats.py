@@ -65,8 +65,25 @@ def total(parts: list[Statistics]) -> Statistics:
     return out
 
 
+#: Rows whose statistics are computed at a time: each temporary (rows x columns) stays near
+#: 10 MB, below glibc's largest mmap threshold, so a process that keeps freed memory
+#: (gencli.native.keep_freed_memory) reuses it instead of faulting in fresh pages for every
+#: array. 500k x 10 rows, K = 5 full: 0.77 s whole, 0.60 s in blocks (0.66 s with a second
+#: process doing the same, against 0.79 s whole).
+BLOCK_ROWS = 131_072
+
+
 def statistics(Z: np.ndarray, params: dict[str, Any]) -> Statistics:
-    """E-step statistics of rows ``Z`` under mixture ``params`` (responsibilities in log space)."""
+    """E-step statistics of rows ``Z`` under mixture ``params`` (responsibilities in log
+    space), in blocks of ``BLOCK_ROWS`` rows."""
+    if Z.shape[0] > BLOCK_ROWS:
+        return total(
+            [_statistics(Z[s : s + BLOCK_ROWS], params) for s in range(0, Z.shape[0], BLOCK_ROWS)]
+        )
+    return _statistics(Z, params)
+
+
+def _statistics(Z: np.ndarray, params: dict[str, Any]) -> Statistics:
     log_prob = gmm.weighted_log_probs(params, Z)
     top = log_prob.max(axis=1, keepdims=True)
     with np.errstate(under="ignore"):

@@ -156,7 +156,7 @@ def test_glibc_accepts_the_allocator_settings() -> None:
     # mallopt refuses values out of range (for example an mmap threshold above 32 MiB)
     # without an error: the command line would silently run with the default allocator.
     # In a child process, so this test run's own allocator is left alone.
-    probe = "from gencli.cli.boundary import keep_freed_memory; print(keep_freed_memory())"
+    probe = "from gencli.native import keep_freed_memory; print(keep_freed_memory())"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
 
@@ -166,7 +166,7 @@ def test_no_mallopt_changes_nothing_and_starts_anyway(monkeypatch) -> None:
     # mallopt. Either way the command line must start as usual.
     import ctypes
 
-    from gencli.cli.boundary import keep_freed_memory
+    from gencli.native import keep_freed_memory
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise TypeError("argument of type 'NoneType' is not iterable")
