@@ -83,7 +83,12 @@ def sample_given(
                 if progress is not None:
                     progress(chunk.shape[0])
         return {"model_file": str(model_path), "rows": n, "output": str(output), "given": given}
-    table = read_table(given_file, format=given_format, header=header)
+    table = read_table(
+        given_file,
+        format=given_format,
+        header=header,
+        missing_hint="",  # sample has no --dropna: every given row needs its values
+    )
     names = _given_names(model, table)
     entropy = sample_entropy(seed)
     with TableWriter(

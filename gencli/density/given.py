@@ -23,6 +23,11 @@ def for_scoring(
 ) -> DensityModel:
     """The model ``score --columns/--given`` scores with: the marginal of ``columns`` (and
     the given ones), and with ``given`` log p(other columns | given columns) row by row."""
+    from gencli.density.conditional import pick_columns
+
+    for names, flag in ((columns, "--columns"), (given, "--given")):
+        if names:
+            pick_columns(model, names, flag)  # unknown names refused under their flag's name
     if columns:
         model = model.marginal([*columns, *[g for g in given or () if g not in columns]])
     return GivenScores(model, given) if given else model
