@@ -253,7 +253,8 @@ def fit(
     held-out rows, then refitted on every row (--model gmm chooses K by BIC instead).
     With --engine dask the rows are read and fitted on a Dask cluster's workers: mixtures
     by EM on sufficient statistics (--model auto there compares mixtures on the held-out
-    rows), a kernel density on a sample of --max-rows rows.
+    rows), a kernel density on a sample of --max-rows rows; a --report's figures then show
+    a seeded sample of 20,000 rows.
     Columns of whole numbers with few values are modelled as discrete (--discrete). The
     summary gives the chosen model and why, the mean log-likelihood per row (nats) and bits
     per dimension on training and held-out rows (a kernel density's training figure is
