@@ -420,3 +420,17 @@ def test_a_report_from_the_cluster_shows_a_sample_the_cut_does_not_change(
     page = Path("r.html").read_text()
     assert "a seeded uniform sample of 700 of the 4,000 rows" in page and "<img" in page
     assert "report_sample" not in load("m.pkl").metadata
+
+
+def test_marginal_and_conditional_scores_on_the_cluster_equal_the_local_ones(
+    client: Any, data: tuple
+) -> None:
+    """score --columns/--given send a derived model to the workers: the same bytes."""
+    _, one, _ = data
+    assert _cli("fit", one, "-k", "2", "--model", "gmm", "-o", "m.pkl", "-q").exit_code == 0
+    dask = ["--engine", "dask", "--scheduler", client.scheduler.address, "-q"]
+    for flags in (["--columns", "a,c"], ["--given", "b"], ["--columns", "a", "--given", "c"]):
+        assert _cli("score", "m.pkl", one, *flags, "-o", "local.csv", "-q").exit_code == 0
+        result = _cli("score", "m.pkl", one, *flags, "-o", "dask.csv", *dask)
+        assert result.exit_code == 0, result.output
+        assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()
