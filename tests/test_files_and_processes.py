@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from helpers import snapshot
 
 import gencli
 from gencli.cli.main import cli
+from gencli.io import atomic
 from gencli.io.data import read_table
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and file modes")
@@ -268,12 +268,13 @@ def test_sigterm_during_score_leaves_no_file(job, big_csv):
 # module-lock cleanup, or a __del__), Python prints "Exception ignored" and carries on. This
 # driver makes that happen deterministically, right after gencli creates its temporary file.
 SWALLOWING_DRIVER = """
-import os, signal, sys, tempfile, time, weakref
+import os, signal, sys, time, weakref
+import gencli.io.atomic as atomic
 SIG = int(sys.argv.pop(1))
-real_mkstemp = tempfile.mkstemp
+real_open_temporary = atomic._open_temporary
 
-def mkstemp(*args, **kwargs):
-    result = real_mkstemp(*args, **kwargs)
+def open_temporary(*args, **kwargs):
+    result = real_open_temporary(*args, **kwargs)
     class Token:
         pass
     token = Token()
@@ -281,7 +282,7 @@ def mkstemp(*args, **kwargs):
     del token  # the callback runs now: the signal's exception is raised inside it
     return result
 
-tempfile.mkstemp = mkstemp
+atomic._open_temporary = open_temporary
 sys.argv = ["gencli", *sys.argv[1:]]
 from gencli.cli.main import main
 main()
@@ -431,14 +432,14 @@ def test_folder_refusing_temporary_files(job, monkeypatch, args):
     """What an unwritable folder does to the write itself, even for root."""
     monkeypatch.chdir(job)
     (job / "locked").mkdir()
-    real_mkstemp = tempfile.mkstemp
+    real_open_temporary = atomic._open_temporary
 
-    def mkstemp(*a, **kw):
-        if Path(kw.get("dir") or ".").name == "locked":
+    def open_temporary(folder, stem, names):
+        if Path(folder).name == "locked":
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        return real_mkstemp(*a, **kw)
+        return real_open_temporary(folder, stem, names)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic, "_open_temporary", open_temporary)
     before = snapshot(job)
     line = error_line(invoke(*_args(args, "locked/out")))
     assert "locked" in line and os.strerror(errno.EACCES) in line
@@ -481,18 +482,18 @@ def _fill_the_disk(monkeypatch, where: str) -> None:
         monkeypatch.setattr(os, "fsync", fsync)
         return
     temporary: set[int] = set()
-    real_mkstemp, real_fdopen = tempfile.mkstemp, os.fdopen
+    real_open_temporary, real_fdopen = atomic._open_temporary, os.fdopen
 
-    def mkstemp(*a, **kw):
-        fd, name = real_mkstemp(*a, **kw)
+    def open_temporary(*a, **kw):
+        fd = real_open_temporary(*a, **kw)
         temporary.add(fd)
-        return fd, name
+        return fd
 
     def fdopen(fd, *a, **kw):
         handle = real_fdopen(fd, *a, **kw)
         return _FillingHandle(handle, room=300) if fd in temporary else handle
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic, "_open_temporary", open_temporary)
     monkeypatch.setattr(os, "fdopen", fdopen)
 
 

@@ -20,7 +20,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -245,22 +244,19 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     folder = target.parent
     room = _name_max(folder) - _TEMP_SUFFIX_BYTES
     stem = os.fsdecode(os.fsencode(target.name)[: max(room, 1)])
-    # Stop signals wait while the temporary file is created and named: one landing between
-    # its creation and the cleanup below would leave it behind (seen under load on CI).
-    held = _hold_stop_signals()
+    # The temporary file's name is chosen before the file is made, so a stop signal at any
+    # moment (one delivered to another thread is raised here at the next check, even
+    # inside the creating call) finds the name to remove.
+    names: list[Path] = []
+    opened = False
     try:
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
-        except UnicodeDecodeError:  # the cut fell inside a character
-            fd, tmp_name = tempfile.mkstemp(prefix=".gencli.", suffix=".tmp", dir=folder)
-        tmp = Path(tmp_name)
-    except BaseException as exc:
-        _release(held)
-        if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write in {folder}: {reason(exc)}") from exc
-        raise
-    try:
-        _release(held)  # a signal held meanwhile is raised here, where the cleanup sees it
+            fd = _open_temporary(folder, stem, names)
+        except UnicodeError:  # the cut fell inside a character
+            names.clear()
+            fd = _open_temporary(folder, "gencli", names)
+        opened = True
+        tmp = names[-1]
         with os.fdopen(fd, mode) as handle:
             yield handle
             raise_if_stopped()  # a stop signal whose exception was swallowed must not publish
@@ -269,32 +265,40 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         _copy_mode(target, tmp)
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove(names)
+        if not opened:
+            raise OutputError(f"{path}: cannot write in {folder}: {reason(exc)}") from exc
         raise OutputError(f"{path}: cannot write: {reason(exc)}; it was left as it was") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(names)
         raise
     written.append(str(path))
 
 
-def _hold_stop_signals() -> set[int] | None:
-    """Block the stop signals in this thread; the previous mask, or None where not possible."""
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    numbers = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
-    return set(signal.pthread_sigmask(signal.SIG_BLOCK, numbers))
+_TEMP_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
-def _release(held: set[int] | None) -> None:
-    if held is not None:
-        import signal
+def _open_temporary(folder: Path, stem: str, names: list[Path]) -> int:
+    """Create ``.<stem>.<8 random letters>.tmp`` in ``folder`` (private, never an existing
+    file or link), appending its name to ``names`` before the file exists."""
+    import secrets
 
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        letters = "".join(secrets.choice(_TEMP_LETTERS) for _ in range(8))
+        names.append(folder / f".{stem}.{letters}.tmp")
+        try:
+            return os.open(names[-1], flags, 0o600)
+        except FileExistsError:
+            names.pop()  # somebody else's: never removed
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
+
+
+def _remove(names: list[Path]) -> None:
+    for name in names:
+        with contextlib.suppress(OSError, ValueError):
+            name.unlink(missing_ok=True)
 
 
 def _copy_mode(target: Path, tmp: Path) -> None:
