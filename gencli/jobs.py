@@ -337,9 +337,11 @@ def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:
     stored = model.metadata.get("heldout_log_density_quantiles")
     if not stored:
         raise DataError(
-            f"{name}: holds no held-out log-densities to compare with; refit it with "
-            "--validation 0.2 (say) to use --flag-below"
-        )
+            f"{name}: holds no held-out log-densities to compare with; "
+            + ("--flag-below needs the model as fitted, not a marginal or conditional density"
+               if model.metadata.get("derived") else "refit it with --validation 0.2 (say) "
+               "to use --flag-below")
+        )  # fmt: skip
     return float(np.interp(quantile, stored["levels"], stored["values"]))
 
 

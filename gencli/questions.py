@@ -29,6 +29,8 @@ from gencli.io.writers import TableWriter
 from gencli.io.writers import output_format as format_of_output
 
 Progress = Callable[[int], None] | None
+#: Rows ``impute --draws`` fills at a time: at most this many output rows (draws included).
+OUTPUT_ROWS = 65_536
 
 
 def parse_given(text: str) -> dict[str, float]:
@@ -66,14 +68,15 @@ def sample_given(
     """Draw ``n`` rows from the model given ``given`` (column values), or ``n`` rows for
     each row of ``given_file`` (with a first column ``row``, counting from 1). Rows carry
     every model column, the given ones included, in the model's order."""
+    if (given is None) == (given_file is None):
+        raise DataError("give either the column values (given) or a file of them (given_file)")
     inputs = [model_path] if given_file is None else [model_path, given_file]
     if given_file is not None:
         check_input(given_file)
     check_outputs([output], inputs)
     format_of_output(output, format)
     model = load(model_path)
-    if given_file is None:
-        assert given is not None
+    if given is not None:
         conditioned = model.condition(given)
         with TableWriter(
             output, model.columns, format=format, precision=precision, rows=n, stdout=stdout
@@ -83,6 +86,7 @@ def sample_given(
                 if progress is not None:
                     progress(chunk.shape[0])
         return {"model_file": str(model_path), "rows": n, "output": str(output), "given": given}
+    assert given_file is not None  # checked above: one of the two
     table = read_table(
         given_file,
         format=given_format,
@@ -198,6 +202,7 @@ def impute_file(
     columns ``row`` and ``draw`` first). Rows with nothing missing pass through unchanged."""
     from gencli.density.imputation import check_supported, fill
 
+    check_draws(draws)
     model, stream, picks, extra = _open_rows(
         model_path, data, output, format, output_format, header, stdin
     )
@@ -213,15 +218,20 @@ def impute_file(
         for index, (offset, X) in enumerate(_blocks(stream, picks, keep_nan=True)):
             missing = np.isnan(X)
             rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
-            try:
-                filled = fill(model, X, draws, rng)
-            except DataError as exc:
-                raise DataError(f"{stream.source}: {_row_of(model, X, offset)}{exc}") from None
-            if draws is not None:
-                ids = np.repeat(np.arange(offset + 1, offset + 1 + X.shape[0]), draws)
-                draw = np.tile(np.arange(1, draws + 1), X.shape[0])
-                filled = np.column_stack([ids, draw, filled])
-            writer.write(filled)
+            step = max(1, OUTPUT_ROWS // (draws or 1))  # rows x draws stays bounded
+            for start in range(0, X.shape[0], step):
+                part = X[start : start + step]
+                try:
+                    filled = fill(model, part, draws, rng)
+                except DataError as exc:
+                    where = _row_of(model, part, offset + start)
+                    raise DataError(f"{stream.source}: {where}{exc}") from None
+                if draws is not None:
+                    first = offset + start + 1
+                    ids = np.repeat(np.arange(first, first + part.shape[0]), draws)
+                    draw = np.tile(np.arange(1, draws + 1), part.shape[0])
+                    filled = np.column_stack([ids, draw, filled])
+                writer.write(filled)
             rows += X.shape[0]
             filled_rows += int(missing.any(axis=1).sum())
             for j, name in enumerate(model.columns):
@@ -235,6 +245,16 @@ def impute_file(
         "draws": draws, "ignored_columns": extra, "notes": list(stream.notes), "rows": rows,
         "rows_filled": filled_rows, "cells": cells,
     }  # fmt: skip
+
+
+def check_draws(draws: Any) -> None:
+    """``draws``: None (conditional means) or a whole number from 1 to 10,000."""
+    if draws is not None and (
+        isinstance(draws, bool)
+        or not isinstance(draws, (int, np.integer))
+        or not 1 <= draws <= 10_000
+    ):
+        raise DataError(f"draws must be a whole number from 1 to 10,000 (or None), not {draws!r}")
 
 
 def _row_of(model: DensityModel, X: np.ndarray, offset: int) -> str:

@@ -122,6 +122,21 @@ _SHOWN_METADATA = (
 )
 
 
+def _derived_line(steps: Any) -> str:
+    """What a marginal or conditional density was made from, step by step."""
+    said = []
+    for step in steps if isinstance(steps, list) else []:
+        if isinstance(step, dict) and "marginal" in step:
+            said.append(f"the marginal of {', '.join(map(str, step['marginal']))}")
+        elif isinstance(step, dict) and isinstance(step.get("given"), dict):
+            given = ", ".join(f"{k} = {v:g}" for k, v in step["given"].items())
+            said.append(f"conditioned on {given}")
+    return (
+        f"derived    {'; then '.join(said) or 'from a fitted model'} (the fitted model's "
+        "training and held-out figures do not apply)"
+    )
+
+
 def _inspect_lines(info: dict[str, Any]) -> list[str]:
     meta = info["metadata"] or {}
     columns = info["columns"]
@@ -139,8 +154,11 @@ def _inspect_lines(info: dict[str, Any]) -> list[str]:
         f"trained    {meta.get('created', '?')}: {meta.get('rows', '?')} rows from "
         f"{meta.get('source', '?')}, seed {meta.get('seed')}, "
         f"{'standardized' if meta.get('standardized', True) else 'not standardized'}",
-        f"fit        training mean log-likelihood {_fmt(meta.get('train_mean_log_likelihood'))} "
-        f"nats/row, {_fmt(meta.get('train_bits_per_dimension'))} bits/dim"
+        _derived_line(meta.get("derived"))
+        if meta.get("derived")
+        else f"fit        training mean log-likelihood "
+        f"{_fmt(meta.get('train_mean_log_likelihood'))} nats/row, "
+        f"{_fmt(meta.get('train_bits_per_dimension'))} bits/dim"
         + estimate_note(meta.get("train_estimate")),
         f"versions   gencli {meta.get('gencli_version')}, scikit-learn "
         f"{meta.get('sklearn_version')}, numpy {meta.get('numpy_version')}, python "

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gencli.density.model import DensityModel
+from gencli.density.model import DensityModel, derived_metadata
 from gencli.errors import DataError
 from gencli.io.data import as_table
 
@@ -39,9 +39,10 @@ class GivenScores(DensityModel):
     units. Columns, alignment and metadata are the joint model's."""
 
     def __init__(self, model: DensityModel, given: Sequence[str]) -> None:
+        metadata = derived_metadata(model.metadata, {"given_by_row": list(given)})
         super().__init__(
             model.family, model.params, model.columns, model.shift, model.scale,
-            named_columns=model.named_columns, metadata=model.metadata, discrete=model.discrete,
+            named_columns=model.named_columns, metadata=metadata, discrete=model.discrete,
         )  # fmt: skip
         self.given_model = model.marginal(given)
         if self.given_model.n_features == model.n_features:

@@ -246,12 +246,9 @@ class _Parts:
     ) -> np.ndarray:
         """``draws`` conditional draws of the missing cells per row (standardized units, not
         yet floored)."""
-        n_rows, k = resp.shape
+        n_rows = resp.shape[0]
         nd, m = self.od.size, self.m
-        u = rng.random((n_rows, draws))
-        cumulative = np.cumsum(resp, axis=1)
-        cumulative[:, -1] = 1.0
-        picks = np.minimum((cumulative[:, None, :] < u[:, :, None]).sum(axis=2), k - 1)
+        picks = _pick(resp, rng.random((n_rows, draws)))
         rows = np.arange(n_rows)[:, None]
         centre = cond[rows, picks][:, :, nd:]  # rows x draws x |m|
         noise = rng.standard_normal((n_rows, draws, m.size))
@@ -272,6 +269,19 @@ class _Parts:
             chosen = which == c
             spread[chosen] = noise[chosen] @ factor.T
         return (centre + spread).reshape(-1, m.size)
+
+
+def _pick(resp: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The component of each draw: the first k with cumulative weight above u, per row. One
+    sorted search over the rows' cumulative weights laid end to end (row r's shifted by r),
+    so memory is rows x components plus rows x draws, never their product."""
+    n_rows, k = resp.shape
+    cumulative = np.cumsum(resp, axis=1)
+    cumulative[:, -1] = 1.0
+    shift = np.arange(n_rows, dtype=np.float64)[:, None]
+    found = np.searchsorted((cumulative + shift).ravel(), (u + shift).ravel(), side="right")
+    within = found.reshape(u.shape) - (np.arange(n_rows) * k)[:, None]
+    return np.clip(within, 0, k - 1)
 
 
 def _full_covariances(params: dict[str, Any], d: int) -> list[np.ndarray]:

@@ -301,6 +301,10 @@ class DensityModel:
         times with its own conditional draw (see :mod:`gencli.density.imputation`)."""
         from gencli.density.imputation import check_supported, fill
 
+        if draws is not None and (
+            isinstance(draws, bool) or not isinstance(draws, int) or draws < 1
+        ):
+            raise DataError(f"draws must be a whole number of at least 1 (or None), not {draws!r}")
         check_supported(self, "impute")
         if hasattr(X, "columns") and not isinstance(X, np.ndarray):
             X = self.align(as_table(X, allow_missing=True)).values
@@ -314,8 +318,8 @@ class DensityModel:
         return fill(self, X, draws, np.random.default_rng(seed))
 
     def _derived(self, params: dict[str, Any], keep: list[int], record: dict) -> DensityModel:
-        metadata = copy.deepcopy(self.metadata)
-        metadata["derived"] = [*metadata.get("derived", []), record]
+        metadata = derived_metadata(self.metadata, record)
+        metadata["discrete_columns"] = [self.columns[j] for j in self.discrete if j in keep]
         return DensityModel(
             self.family,
             params,
@@ -357,6 +361,24 @@ class DensityModel:
 
     def __repr__(self) -> str:
         return f"DensityModel(family={self.family!r}, columns={self.columns!r})"
+
+
+#: What a fit measured about the density it made: not true of a marginal or conditional.
+FIT_FIGURES = (
+    "train_mean_log_likelihood",
+    "train_bits_per_dimension",
+    "train_estimate",
+    "validation",
+    "heldout_log_density_quantiles",
+)
+
+
+def derived_metadata(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A derived density's metadata: the fitted model's, without the figures measured on
+    it (training and held-out log-likelihoods, outlier quantiles), and what was derived."""
+    out = {k: copy.deepcopy(v) for k, v in metadata.items() if k not in FIT_FIGURES}
+    out["derived"] = [*out.get("derived", []), record]
+    return out
 
 
 def check_sample_count(n: Any) -> int:

@@ -141,7 +141,7 @@ def _has_bokeh() -> bool:
     return True
 
 
-def _workers(client: Any) -> dict[str, Any]:
+def workers_of(client: Any) -> dict[str, Any]:
     """Every worker's record (scheduler_info lists only five unless asked for all)."""
     try:
         info = client.scheduler_info(n_workers=-1)
@@ -152,7 +152,7 @@ def _workers(client: Any) -> dict[str, Any]:
 
 def worker_memory(client: Any) -> int:
     """The smallest memory limit of the cluster's workers, in bytes (0: no limit)."""
-    limits = [w.get("memory_limit") or 0 for w in _workers(client).values()]
+    limits = [w.get("memory_limit") or 0 for w in workers_of(client).values()]
     return int(min(limits)) if limits else 0
 
 

@@ -86,7 +86,9 @@ class ClusterData:
         left to the scheduler, 8 parts on 2 workers could settle 5 and 3, and an EM pass on
         2 workers then takes 5/8 of the time on 1 instead of 4/8. A worker that goes away
         is no tie: the other workers may take its parts (loose restrictions)."""
-        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        from gencli.engines.cluster import workers_of
+
+        workers = sorted(workers_of(self.client))
         if len(workers) < 2:
             return [{} for _ in self.plan.parts]
         held = dict.fromkeys(workers, 0)

@@ -60,11 +60,9 @@ def in_order(
 def score_part(
     model: DensityModel, plan: PartPlan, index: int, options: dict[str, Any]
 ) -> list[ScoredChunk]:
-    """Score one part on a worker, through the local engine's chunked scoring."""
-    from gencli.engines.dask_tasks import set_up_process
+    """Score one part (on a worker, or here), through the local engine's chunked scoring."""
     from gencli.io.streams import stream_table
 
-    set_up_process()
     part = plan.parts[index]
     if part.groups is None:
         stream = stream_table(
@@ -94,6 +92,17 @@ def score_part(
 _NO_ROWS = np.zeros(0)
 
 
+def _on_worker(
+    model: DensityModel, plan: PartPlan, index: int, options: dict[str, Any]
+) -> list[ScoredChunk]:
+    """:func:`score_part` on a Dask worker, whose process keeps freed memory for reuse
+    (never changed in a process that only calls the library)."""
+    from gencli.engines.dask_tasks import set_up_process
+
+    set_up_process()
+    return score_part(model, plan, index, options)
+
+
 def scored_chunks(
     client: Any, model: DensityModel, plan: PartPlan, options: dict[str, Any]
 ) -> Iterator[ScoredChunk]:
@@ -105,7 +114,7 @@ def scored_chunks(
         )
     else:
         shared = client.scatter(model, broadcast=True)
-        calls = ((score_part, (shared, plan, i, options)) for i in range(len(plan.parts)))
+        calls = ((_on_worker, (shared, plan, i, options)) for i in range(len(plan.parts)))
         results = in_order(client, calls)
     offset = 0
     for chunks in results:

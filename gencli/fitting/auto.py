@@ -142,6 +142,9 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     if discrete_count > 1:  # whole-number columns: only these give exact box probabilities
         covariances = [c for c in covariances if c in ("diag", "spherical")]
     fit_size = min(len(f) for f, _ in folds.pairs)
+    # The shrunk Gaussian is a full covariance that few rows can estimate: it stays a
+    # candidate where the plain full covariance is left out (fewer rows than columns).
+    shrunk_wanted = "full" in covariances and discrete_count <= 1 and d <= shrunk.MAX_COLUMNS
     notes = estimable_covariances(covariances, (fit_size, d)) if covariances else []
     n_distinct = gmm.count_distinct(Z, max(ks))
     gmm_options = {key: settings[key] for key in ("max_iter", "n_init", "tol", "reg_covar")}
@@ -181,7 +184,7 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         )
         for rotate in ((False,) if discrete_count else (False, True))
     ]
-    if 1 in ks and "full" in covariances and discrete_count <= 1 and d <= shrunk.MAX_COLUMNS:
+    if 1 in ks and shrunk_wanted:
         tasks.append(
             functools.partial(
                 shrunk_candidate, Z, folds, float(settings["reg_covar"]), rows.log_jacobian

@@ -121,3 +121,15 @@ def test_component_probabilities_count_the_boxes(
         joint.append(weight * np.exp(alone.score_samples(X)))
     expected = np.array(joint).T / np.sum(joint, axis=0)[:, None]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-300)
+
+
+def test_component_picks_equal_a_direct_search() -> None:
+    from gencli.density.imputation import _pick
+
+    rng = np.random.default_rng(4)
+    resp = rng.dirichlet(np.ones(7), size=300)
+    u = rng.random((300, 50))
+    cumulative = np.cumsum(resp, axis=1)
+    cumulative[:, -1] = 1.0  # the last component takes what rounding leaves
+    direct = [[int(np.argmax(c > v)) for v in row] for c, row in zip(cumulative, u, strict=True)]
+    np.testing.assert_array_equal(_pick(resp, u), direct)
