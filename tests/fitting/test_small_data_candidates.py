@@ -163,3 +163,14 @@ def test_auto_and_gmm_keep_the_unrepaired_narrow_cluster_end_to_end() -> None:
     chosen = next(c for c in auto.metadata["selection"]["candidates"] if c["chosen"])
     assert chosen.get("repair_collapse") is False
     assert any("kept the fits before the collapse repair" in fix for fix in chosen["fixes"])
+
+
+def test_the_shrunk_gaussian_stays_when_full_covariances_cannot_be_estimated() -> None:
+    """Fewer training rows than columns: full and tied mixtures are left out, the shrunk
+    Gaussian (positive definite from any number of rows) is not."""
+    frame = few_rows_many_columns(n=14, seed=2).iloc[:, :13]
+    model = gencli.fit(frame, seed=0)
+    candidates = model.metadata["selection"]["candidates"]
+    shrunk_rows = [c for c in candidates if c.get("covariance") == "shrunk"]
+    assert shrunk_rows and shrunk_rows[0]["status"] == "ok"
+    assert any("left out of the search" in w for w in model.metadata["warnings"])
