@@ -59,7 +59,7 @@ def marginal(model: Model, columns: Sequence[str]) -> tuple[dict[str, Any], list
     if model.family == "gmm":
         params = _gmm_marginal(model.params, keep)
     else:
-        _require_gaussian(model, "a marginal")
+        _require_gaussian(model, "a marginal (and scoring --given)")
         params = _kde_marginal(model.params, keep)
     return params, keep, {"marginal": [model.columns[j] for j in keep]}
 

@@ -317,6 +317,22 @@ class DensityModel:
             raise DataError("a row has an infinite value; only NaN cells are filled")
         return fill(self, X, draws, np.random.default_rng(seed))
 
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Each component's posterior probability per row (a mixture's; rows x components),
+        as ``gencli predict --proba`` writes them."""
+        from gencli.density.imputation import check_supported, component_log_probabilities
+
+        if self.family != "gmm":
+            raise DataError("predict_proba needs a Gaussian mixture; this is a kernel density")
+        check_supported(self, "predict_proba")
+        if hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            X = self.align(as_table(X)).values
+        return np.exp(component_log_probabilities(self, self.check_width(X)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Each row's most likely mixture component, counting from 0."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
     def _derived(self, params: dict[str, Any], keep: list[int], record: dict) -> DensityModel:
         metadata = derived_metadata(self.metadata, record)
         metadata["discrete_columns"] = [self.columns[j] for j in self.discrete if j in keep]

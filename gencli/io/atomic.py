@@ -65,6 +65,11 @@ def resolve_target(path: str | os.PathLike[str]) -> tuple[Path, bool]:
     text = os.fspath(path)
     if text == "":
         raise OutputError("an output path is empty; give a file name")
+    if is_url(text):
+        raise OutputError(
+            f"{text}: outputs are local files (URLs are for reading data); write a local "
+            "file and copy it"
+        )
     if text.endswith((os.sep, f"{os.sep}.", f"{os.sep}..")) or text in (".", ".."):
         raise OutputError(f"{text}: names a folder, not a file; give a file name for the output")
     try:

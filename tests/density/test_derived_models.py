@@ -79,3 +79,15 @@ def test_imputed_draws_in_small_blocks_are_the_same_rows(
     assert list(out["draw"]) == [1, 2, 3] * 200
     np.testing.assert_array_equal(out[["a", "c"]].to_numpy(), np.repeat(gappy[["a", "c"]], 3, 0))
     assert out["b"].notna().all()
+
+
+def test_predict_and_predict_proba_in_python_equal_scikit_learn(fitted: Path) -> None:
+    model = gencli.load(fitted / "m.pkl")
+    frame = pd.read_csv(fitted / "d.csv")[["c", "a", "b"]]  # matched by name
+    standardized = ((frame[model.columns] - model.shift) / model.scale).to_numpy()
+    expected = model.estimator.predict_proba(standardized)
+    np.testing.assert_allclose(model.predict_proba(frame), expected, rtol=1e-9, atol=1e-300)
+    np.testing.assert_array_equal(model.predict(frame), np.argmax(expected, axis=1))
+    kde = gencli.fit(frame, model="kde", seed=0)
+    with pytest.raises(DataError, match="Gaussian mixture"):
+        kde.predict_proba(frame)

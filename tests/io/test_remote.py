@@ -154,3 +154,11 @@ def test_a_file_url_that_is_the_output_is_refused(tmp_path: Path) -> None:
     result = _cli("score", "m.pkl", f"file://{target}", "-o", target)
     assert result.exit_code == 1 and "input" in result.output, result.output
     assert target.read_bytes() == before
+
+
+def test_an_output_url_is_one_line(tmp_path: Path) -> None:
+    gencli.fit(np.random.default_rng(0).normal(size=(50, 1)), model="gmm").save("m.pkl")
+    result = _cli("sample", "m.pkl", "-n", "3", "-o", f"file://{tmp_path}/s.csv")
+    assert result.exit_code == 1
+    assert "outputs are local files" in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "s.csv").exists()
