@@ -96,7 +96,8 @@ def sample_given(
     names = _given_names(model, table)
     entropy = sample_entropy(seed)
     with TableWriter(
-        output, ["row", *model.columns], format=format, precision=precision, whole=1,
+        output, [free_name("row", model.columns), *model.columns], format=format,
+        precision=precision, whole=1,
         rows=n * table.n_rows, stdout=stdout,
     ) as writer:  # fmt: skip
         for i, values in enumerate(table.values):
@@ -117,6 +118,13 @@ def sample_given(
         "given_rows": table.n_rows,
         "output": str(output),
     }
+
+
+def free_name(base: str, columns: list[str]) -> str:
+    """``base``, or ``base_`` (``base__``, ...) when a model column already has that name."""
+    while base in columns:
+        base += "_"
+    return base
 
 
 def _given_names(model: DensityModel, table: Table) -> list[str]:
@@ -208,7 +216,8 @@ def impute_file(
     )
     check_supported(model, "impute")
     entropy = sample_entropy(seed)
-    names = model.columns if draws is None else ["row", "draw", *model.columns]
+    labels = [free_name("row", model.columns), free_name("draw", model.columns)]
+    names = model.columns if draws is None else [*labels, *model.columns]
     rows = filled_rows = 0
     cells = dict.fromkeys(model.columns, 0)
     with TableWriter(

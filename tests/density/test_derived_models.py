@@ -91,3 +91,15 @@ def test_predict_and_predict_proba_in_python_equal_scikit_learn(fitted: Path) ->
     kde = gencli.fit(frame, model="kde", seed=0)
     with pytest.raises(DataError, match="Gaussian mixture"):
         kde.predict_proba(frame)
+
+
+def test_id_columns_never_repeat_a_model_column(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(60, 2)), columns=["row", "draw"])
+    gencli.fit(frame, model="gmm", components=1, seed=0).save(tmp_path / "m.pkl")
+    pd.DataFrame({"row": [0.5], "draw": [np.nan]}).to_csv(tmp_path / "g.csv", index=False)
+    impute_file(tmp_path / "m.pkl", tmp_path / "g.csv", tmp_path / "o.csv", draws=2, seed=0)
+    assert list(pd.read_csv(tmp_path / "o.csv").columns) == ["row_", "draw_", "row", "draw"]
+    pd.DataFrame({"draw": [0.1]}).to_csv(tmp_path / "f.csv", index=False)
+    sample_given(tmp_path / "m.pkl", 2, tmp_path / "s.csv", given_file=tmp_path / "f.csv")
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["row_", "row", "draw"]
