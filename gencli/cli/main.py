@@ -38,8 +38,10 @@ def cli() -> None:
 
     gencli fits a density (a Gaussian mixture or a kernel density) to the rows of a CSV,
     TSV, NPY or Parquet file by maximum likelihood, saves it as a model file, and uses
-    that file to score rows by log-density or to draw new rows. Densities are always in
-    the data's own units. Data goes to stdout, messages to stderr, so pipes work.
+    that file to score rows by log-density or to draw new rows; marginal and conditional
+    densities, filled-in gaps and mixture components come from the same file. Densities
+    are always in the data's own units. Data goes to stdout, messages to stderr, so pipes
+    work.
 
     \b
     Examples:
@@ -47,6 +49,8 @@ def cli() -> None:
       gencli score iris.pkl sample_data/iris.csv -o scores.csv
       gencli sample iris.pkl -n 1000 > synthetic.csv
       gencli sample iris.pkl -n 500 | gencli score iris.pkl - -o -
+      gencli sample iris.pkl -n 5 --given "petal_length=5.1"
+      gencli impute iris.pkl sample_data/iris_gaps.csv -o filled.csv
     """
 
 
