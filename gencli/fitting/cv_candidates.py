@@ -96,6 +96,7 @@ def gmm_scores(
     repair helped: :func:`keep_better_twin`.
     """
     from gencli.density.families import gmm
+    from gencli.fitting.selection import point_collapses_only
 
     scores, twin = [], []
     for fit_rows, scored in pairs:
@@ -108,6 +109,7 @@ def gmm_scores(
             record["status"] = f"failed: {exc}"
             return None
         record["fixes"] += [fix for fix in fixes if fix not in record["fixes"]]
+        twins = [t for t in twins if point_collapses_only(t, options["reg_covar"])]
         scores.append(estimator.score_samples(Z[scored]) + log_jacobian)
         twin.append(twins[0].score_samples(Z[scored]) + log_jacobian if twins else scores[-1])
         record["repaired"] = record.get("repaired", False) or bool(twins)

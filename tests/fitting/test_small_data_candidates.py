@@ -174,3 +174,34 @@ def test_the_shrunk_gaussian_stays_when_full_covariances_cannot_be_estimated() -
     shrunk_rows = [c for c in candidates if c.get("covariance") == "shrunk"]
     assert shrunk_rows and shrunk_rows[0]["status"] == "ok"
     assert any("left out of the search" in w for w in model.metadata["warnings"])
+
+
+def test_a_flat_component_is_repaired_even_when_it_scores_better() -> None:
+    """Collinear columns make a component flat in one direction and wide in the others. Its
+    fit before the repair wins on rows that keep the collinearity exactly, and costs
+    thousands of nats on a row slightly off it: such a fit is never kept."""
+    rng = np.random.default_rng(6)
+
+    def rows(n: int) -> np.ndarray:
+        a, b = rng.normal(size=(2, n))
+        return np.column_stack([a, b, a + b])  # an exact identity, as in national accounts
+
+    train, valid = rows(300), rows(100)
+    options = {"components": 1, "covariance": "full", "reg_covar": 1e-6, "seed": 0}
+    twins: list = []
+    gmm.fit(train, unrepaired=twins, **options)
+    assert twins, "the premise: this fit collapses"
+    assert np.mean(twins[0].score_samples(valid)) > heldout_mean(1e-3, train, valid)  # premise
+    estimator, kept_unrepaired = fit_candidate(train, valid, 0.0, options, [])
+    assert not kept_unrepaired and estimator.reg_covar >= 1e-3
+    off = valid[:1] + np.array([0.0, 0.0, 0.05])  # slightly off the identity
+    assert twins[0].score_samples(off)[0] < estimator.score_samples(off)[0] - 100
+
+
+def test_a_tight_cluster_is_a_point_collapse() -> None:
+    from gencli.fitting.selection import point_collapses_only
+
+    twins: list = []
+    options = {"components": 2, "covariance": "full", "reg_covar": 1e-6, "seed": 0}
+    gmm.fit(narrow_cluster(400, 1), unrepaired=twins, **options)
+    assert twins and point_collapses_only(twins[0], 1e-6)
