@@ -25,6 +25,7 @@ def main() -> None:
 
         from gencli.io import atomic
 
+        atomic.remove_live_temporaries()  # one the unwinding passed by (see its docstring)
         name = signal.Signals(stop.signum).name
         verb = {"SIGTERM": "terminated", "SIGHUP": "hung up"}.get(name, "interrupted")
         if atomic.written:

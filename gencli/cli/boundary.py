@@ -220,6 +220,9 @@ def exit_now(code: Any) -> None:
         code = 0
     if not isinstance(code, int):
         raise SystemExit(code)
+    from gencli.io.atomic import remove_live_temporaries
+
+    remove_live_temporaries()  # a temporary file a stop signal's unwinding passed by
     try:
         if sys.stdout is not None:
             sys.stdout.flush()

@@ -269,6 +269,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             os.fsync(handle.fileno())
         _copy_mode(target, tmp)
         os.replace(tmp, target)
+        live_temporaries.discard(tmp)
     except OSError as exc:
         _remove(names)
         if not opened:
@@ -281,6 +282,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
 
 
 _TEMP_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+#: Temporary files being written. A stop signal that lands after one is made but before the
+#: writer's cleanup is registered (a context manager entered, not yet on its exit stack)
+#: unwinds past it; the stop handler removes what is left here before the process ends.
+live_temporaries: set[Path] = set()
+
+
+def remove_live_temporaries() -> None:
+    """Remove every temporary file still being written (the stop handler's last step)."""
+    _remove(list(live_temporaries))
 
 
 def _open_temporary(folder: Path, stem: str, names: list[Path]) -> int:
@@ -293,10 +303,11 @@ def _open_temporary(folder: Path, stem: str, names: list[Path]) -> int:
     for _ in range(100):
         letters = "".join(secrets.choice(_TEMP_LETTERS) for _ in range(8))
         names.append(folder / f".{stem}.{letters}.tmp")
+        live_temporaries.add(names[-1])
         try:
             return os.open(names[-1], flags, 0o600)
         except FileExistsError:
-            names.pop()  # somebody else's: never removed
+            live_temporaries.discard(names.pop())  # somebody else's: never removed
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
 
 
@@ -304,6 +315,7 @@ def _remove(names: list[Path]) -> None:
     for name in names:
         with contextlib.suppress(OSError, ValueError):
             name.unlink(missing_ok=True)
+        live_temporaries.discard(name)
 
 
 def _copy_mode(target: Path, tmp: Path) -> None:
