@@ -159,11 +159,7 @@ def _gmm_condition(
         new_means = np.empty((k, len(rest)))
         new_covs = np.empty((stack.shape[0], len(rest), len(rest)))
         for c in range(stack.shape[0]):
-            s = stack[c]
-            s_cc, s_rc = s[np.ix_(pf, pf)], s[np.ix_(rest, pf)]
-            lower = np.linalg.cholesky(s_cc)
-            gain = np.linalg.solve(lower.T, np.linalg.solve(lower, s_rc.T)).T  # S_rc S_cc^-1
-            new_covs[c] = s[np.ix_(rest, rest)] - gain @ s_rc.T
+            lower, gain, new_covs[c] = regression(stack[c], rest, pf)
             members = range(k) if kind == "tied" else [c]
             for m in members:
                 offset = zc - means[m, pf]
@@ -186,7 +182,7 @@ def _kde_marginal(params: dict[str, Any], keep: list[int]) -> dict[str, Any]:
     out = copy.deepcopy(params)
     out["points"] = np.ascontiguousarray(np.asarray(params["points"])[:, keep])
     if "rotation" in params:
-        shape = _kernel_shape(params)[np.ix_(keep, keep)]
+        shape = kernel_shape(params)[np.ix_(keep, keep)]
         out["rotation"] = _rotation_for(shape)
     return out
 
@@ -227,15 +223,13 @@ def _kde_condition(
                 f"'{model.columns[fixed[boxed[0]]]}' is exact only for kernels without a "
                 "rotation; give continuous columns only"
             )
-        shape = _kernel_shape(params)  # the kernels' covariance is h^2 times this
-        s_cc, s_rc = shape[np.ix_(pf, pf)], shape[np.ix_(rest, pf)]
-        lower = np.linalg.cholesky(s_cc)
-        gain = np.linalg.solve(lower.T, np.linalg.solve(lower, s_rc.T)).T
+        shape = kernel_shape(params)  # the kernels' covariance is h^2 times this
+        lower, gain, rest_shape = regression(shape, rest, pf)
         offsets = z[at] - points[:, pf]
         y = np.linalg.solve(lower, offsets.T)
         log_w = log_w - 0.5 * np.sum(y * y, axis=0) / (h * h)
         moved = points[:, rest] + offsets @ gain.T
-        out["rotation"] = _rotation_for(shape[np.ix_(rest, rest)] - gain @ s_rc.T)
+        out["rotation"] = _rotation_for(rest_shape)
     weights = _normalized(log_w, model)
     live = weights > 0  # kernels whose weight underflowed add nothing, to double precision
     out["points"] = np.ascontiguousarray(moved[live])
@@ -243,11 +237,23 @@ def _kde_condition(
     return out
 
 
-def _kernel_shape(params: dict[str, Any]) -> np.ndarray:
-    """M with the kernels' covariance h^2 M in z: kernels round in y = z W have M = (W W^T)^-1."""
-    rotation = np.asarray(params["rotation"], dtype=np.float64)
-    inverse = np.linalg.inv(rotation)
+def kernel_shape(params: dict[str, Any]) -> np.ndarray:
+    """M with the kernels' covariance h^2 M in z: kernels round in y = z W have M = (W W^T)^-1
+    (the identity when there is no rotation)."""
+    if "rotation" not in params:
+        return np.eye(np.asarray(params["points"]).shape[1])
+    inverse = np.linalg.inv(np.asarray(params["rotation"], dtype=np.float64))
     return inverse.T @ inverse
+
+
+def regression(s: np.ndarray, rest: Any, given: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a Gaussian with covariance ``s``: the Cholesky factor of S_gg, the regression of the
+    ``rest`` columns on the ``given`` ones (S_rg S_gg^-1) and the covariance of the rest given
+    them (the Schur complement S_rr - S_rg S_gg^-1 S_gr)."""
+    lower = np.linalg.cholesky(s[np.ix_(given, given)])
+    s_rg = s[np.ix_(rest, given)]
+    gain = np.linalg.solve(lower.T, np.linalg.solve(lower, s_rg.T)).T
+    return lower, gain, s[np.ix_(rest, rest)] - gain @ s_rg.T
 
 
 def _rotation_for(shape: np.ndarray) -> np.ndarray:

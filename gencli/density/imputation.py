@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gencli.density.conditional import kernel_shape, regression
 from gencli.errors import DataError
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -120,25 +121,17 @@ class _Parts:
             weights = params.get("weights")
             with np.errstate(divide="ignore"):
                 self.log_w = np.zeros(len(self.means)) if weights is None else np.log(weights)
-            shape = np.eye(self.means.shape[1])
-            if "rotation" in params:
-                inverse = np.linalg.inv(np.asarray(params["rotation"], dtype=np.float64))
-                shape = inverse.T @ inverse
-            covariances = [float(params["bandwidth"]) ** 2 * shape]
+            covariances = [float(params["bandwidth"]) ** 2 * kernel_shape(params)]
             self.correlated = "rotation" in params
         self.shared = len(covariances) == 1
         self.blocks = [self._blocks(s) for s in covariances]
 
     def _blocks(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         oc, r = self.oc, self.r
-        s_rr = s[np.ix_(r, r)]
         if not oc.size:
-            return np.zeros((0, 0)), np.zeros((r.size, 0)), s_rr, 0.0
-        lower = np.linalg.cholesky(s[np.ix_(oc, oc)])
-        s_ro = s[np.ix_(r, oc)]
-        gain = np.linalg.solve(lower.T, np.linalg.solve(lower, s_ro.T)).T
-        log_det = float(np.sum(np.log(np.diag(lower))))
-        return lower, gain, s_rr - gain @ s_ro.T, log_det
+            return np.zeros((0, 0)), np.zeros((r.size, 0)), s[np.ix_(r, r)], 0.0
+        lower, gain, conditional = regression(s, r, oc)
+        return lower, gain, conditional, float(np.sum(np.log(np.diag(lower))))
 
     # -- weights and conditional means ------------------------------------------------------
 
