@@ -59,7 +59,7 @@ def evaluate(
         A plain dictionary: ``columns`` (per column KS), ``correlation``, ``energy``,
         ``classifier``, the real rows' mean log-likelihood, ``training_rows_warning``.
     """
-    from gencli.density.model import data_sha256, log_likelihood_summary
+    from gencli.density.modelparts import data_sha256, log_likelihood_summary
 
     started = time.perf_counter()
     X = _as_rows(model, X_real)

@@ -16,8 +16,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from gencli.density.model import DensityModel, sample_entropy
+from gencli.density.model import DensityModel
 from gencli.density.modelfile import load
+from gencli.density.modelparts import sample_entropy
 from gencli.engines.local import sample_chunks
 from gencli.errors import DataError
 from gencli.io.atomic import check_outputs

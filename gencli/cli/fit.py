@@ -172,6 +172,17 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     "with --model auto, warn with gmm or kde]",
 )
 @click.option(
+    "--bounds",
+    multiple=True,
+    metavar="COL=LO:HI|auto",
+    callback=lambda _ctx, _param, value: ",".join(value) or None,
+    help="The support of bounded columns, fitted through log (one side) or logit (both "
+    "sides) transforms, so densities integrate to 1 over it and samples stay inside: "
+    "income=0: (positive), share=0:1, x=:100; several by commas or repeated flags. auto: "
+    "every continuous column whose values are all positive gets 0:. Training values must "
+    "lie strictly inside; new rows outside score -inf.",
+)
+@click.option(
     "--validation",
     type=click.FloatRange(0, 1, max_open=True),
     default=0.2,
@@ -268,6 +279,8 @@ def fit(
       gencli fit sample_data/wine.csv -k 1..6 --covariance auto --report wine.html
       gencli fit sample_data/moons.csv --model kde --bandwidth cv -o moons.pkl
       gencli fit sample_data/digits.csv --report digits.html -o digits.pkl
+      gencli fit sample_data/iris.csv --bounds auto -o iris_pos.pkl
+      gencli fit survey.csv --bounds income=0:,share=0:1
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
       gencli fit parts/ --engine dask -k 1..6 -o big.pkl
@@ -360,6 +373,15 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
         f"data       {record['source']}: {record['rows']} rows x {len(names)} columns"
         f" ({columns})" + (", standardized" if record["standardized"] else "")
     )
+    bounded = record.get("bounds") or []
+    if bounded:
+        from gencli.density.bounds import text
+
+        lines.append(
+            "bounds     "
+            + ", ".join(f"{text(b)} ({b['transform']})" for b in bounded)
+            + ": densities over the support, samples inside"
+        )
     discrete = record.get("discrete_columns") or []
     if discrete:
         shown = ", ".join(discrete[:8]) + (

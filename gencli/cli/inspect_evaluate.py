@@ -138,6 +138,8 @@ def _derived_line(steps: Any) -> str:
 
 
 def _inspect_lines(info: dict[str, Any]) -> list[str]:
+    from gencli.density.bounds import text as bound_text
+
     meta = info["metadata"] or {}
     columns = info["columns"]
     matched = "by name" if info["named_columns"] else "by position"
@@ -149,6 +151,14 @@ def _inspect_lines(info: dict[str, Any]) -> list[str]:
         *(
             [f"discrete   {', '.join(meta['discrete_columns'])}: scored as log-probability"]
             if meta.get("discrete_columns")
+            else []
+        ),
+        *(
+            [
+                f"bounds     {', '.join(bound_text(b) for b in info['bounds'])} "
+                "(log/logit transforms): densities over the support, samples inside"
+            ]
+            if info.get("bounds")
             else []
         ),
         f"trained    {meta.get('created', '?')}: {meta.get('rows', '?')} rows from "

@@ -226,8 +226,8 @@ def _score_lines(result: dict[str, Any]) -> list[str]:
     ]
     if result["underflow_rows"]:
         lines.append(
-            f"-inf       {result['underflow_rows']} rows scored -inf (a density of zero, or "
-            "below the smallest float)"
+            f"-inf       {result['underflow_rows']} rows scored -inf (a density of zero, as "
+            "outside a model's bounds, or below the smallest float)"
         )
     outliers = result["outliers"]
     if outliers is not None:

@@ -74,7 +74,7 @@ def condition(model: Model, given: Mapping[str, float]) -> tuple[dict[str, Any],
     order = np.argsort(fixed)
     fixed, values = [fixed[i] for i in order], values[order]
     rest = [j for j in range(model.n_features) if j not in fixed]
-    z = (values - model.shift[fixed]) / model.scale[fixed]
+    z = _given_z(model, fixed, values)
     boxed = [i for i, j in enumerate(fixed) if j in model.discrete]
     for i in boxed:
         if values[i] != math.floor(values[i]):
@@ -92,6 +92,23 @@ def condition(model: Model, given: Mapping[str, float]) -> tuple[dict[str, Any],
             params = _kde_condition(model, fixed, rest, z, boxed, widths)
     record = {"given": {model.columns[j]: float(v) for j, v in zip(fixed, values, strict=True)}}
     return params, rest, record
+
+
+def _given_z(model: Model, fixed: list[int], values: np.ndarray) -> np.ndarray:
+    """Given values in the estimator's space (a bounded column's through its transform)."""
+    if model.bounds is None:
+        return (values - model.shift[fixed]) / model.scale[fixed]
+    lower, upper = model.bounds.lower, model.bounds.upper
+    for j, v in zip(fixed, values, strict=True):
+        if not lower[j] < v < upper[j]:
+            raise DataError(
+                f"given columns: '{model.columns[j]}' = {v:g} lies outside the model's bounds "
+                "for it, where the density is zero; give a value inside"
+            )
+    row = np.array(model.shift, dtype=np.float64)  # any value inside; replaced below
+    row[model.bounds.columns] = model.bounds.inner_point()
+    row[fixed] = values
+    return model.to_z(row[None])[0, fixed]
 
 
 # ----------------------------------------------------------------------------- mixtures

@@ -19,9 +19,10 @@ from gencli.io.atomic import atomic_write
 FORMAT_NAME = "gencli-model"
 #: The newest format this gencli reads and writes. Version 2 adds what a version-1 reader
 #: would silently misread: a kernel density's ``rotation`` and point ``weights`` (a weighted
-#: or conditioned density) and ``discrete_columns``. A model without them is still written as
-#: version 1, so older gencli versions keep reading it.
-FORMAT_VERSION = 2
+#: or conditioned density) and ``discrete_columns``; version 3 adds ``bounds`` (columns
+#: modelled through a log or logit transform). A model is written in the oldest version that
+#: holds it, so older gencli versions keep reading what they can read correctly.
+FORMAT_VERSION = 3
 PICKLE_PROTOCOL = 4
 
 
@@ -30,6 +31,8 @@ def version_for(plain: dict[str, Any]) -> int:
     params = plain.get("params", {})
     weighted_kde = plain.get("family") == "kde" and "weights" in params  # a mixture's are old
     needs_two = "discrete_columns" in plain or "rotation" in params or weighted_kde
+    if "bounds" in plain:
+        return 3
     return 2 if needs_two else 1
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from gencli.density.model import DensityModel, derived_metadata
+from gencli.density.model import DensityModel
+from gencli.density.modelparts import derived_metadata
 from gencli.errors import DataError
 from gencli.io.data import as_table
 

@@ -139,7 +139,7 @@ class _Parts:
         """Each row's log-weight per component given its observed cells, and the
         components' conditional means of r (rows x k x |r|), standardized."""
         model, oc, od = self.model, self.oc, self.od
-        Z = (X - model.shift) / model.scale
+        Z = model.to_z(X)  # a bounded column through its transform; NaN cells stay NaN
         means, k = self.means, self.means.shape[0]
         log_r = np.tile(self.log_w, (X.shape[0], 1))
         cond = np.empty((X.shape[0], k, self.r.size))
@@ -205,8 +205,14 @@ class _Parts:
             shift = _truncated_mean(lo[:, :, 0], hi[:, :, 0]) * self._sd(np.array([0]))[None, :, 0]
             means_m = means_m + shift[:, :, None] * slope[None]
         scale, centre = model.scale[m], model.shift[m]
+        bounds = model.bounds
         if draws is None:
-            values = np.einsum("rk,rkm->rm", resp, means_m) * scale + centre
+            if bounds is not None:  # E[t^-1(y)] per component, then their weighted sum
+                sd = self._sd(nd + np.arange(m.size))[None] * scale
+                cells = bounds.inverse_mean(means_m * scale + centre, sd, m)
+                values = np.einsum("rk,rkm->rm", resp, cells)
+            else:
+                values = np.einsum("rk,rkm->rm", resp, means_m) * scale + centre
             if self.m_discrete.any():
                 sd = self._sd(nd + np.flatnonzero(self.m_discrete))
                 mean_x = (
@@ -218,6 +224,8 @@ class _Parts:
             return values
         assert rng is not None
         values = self._draw(X, resp, cond, draws, rng, slope) * scale + centre
+        if bounds is not None:
+            values = bounds.inverse(values, m)
         values[:, self.m_discrete] = np.floor(values[:, self.m_discrete])  # whole numbers
         return values
 

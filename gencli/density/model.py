@@ -8,8 +8,6 @@ so a fitted model integrates to 1 over the original space.
 from __future__ import annotations
 
 import copy
-import hashlib
-import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,17 +16,21 @@ import numpy as np
 
 from gencli.density import fileformat
 from gencli.density.families import FAMILIES
+from gencli.density.modelparts import (
+    check_sample_count,
+    derived_metadata,
+    family_module,
+    sample_entropy,
+)
 from gencli.density.preprocess import standardize, unstandardize
 from gencli.errors import DataError, GencliError, ModelFileError, ResourceError
 from gencli.io.data import Table, as_table
 
-_LOG2 = math.log(2.0)
 SCORE_MODES = ("fast", "exact", "approx")
 SAMPLE_CHUNK_ROWS = 1 << 16
 # Numbers drawn at a time: SAMPLE_CHUNK_ROWS rows up to 64 columns, fewer rows beyond
 # (65,536 rows of a 10,000-column model would be 5 GB a chunk).
 SAMPLE_CHUNK_NUMBERS = SAMPLE_CHUNK_ROWS * 64
-MAX_SAMPLES = int(np.iinfo(np.int64).max)
 
 
 class DensityModel:
@@ -45,6 +47,9 @@ class DensityModel:
         discrete: indices of the columns that take integer values only. The model was fitted
             to x + U[0, 1) on them; a row scores the log-probability of its integer box on
             those columns (times the density on the others), and samples are whole numbers.
+        bounds: the support of bounded columns (:class:`gencli.density.bounds.Bounds`), or
+            None. The estimator sees them through a log or logit transform applied before
+            standardizing (:meth:`to_z`); scores add its log-Jacobian, samples stay inside.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class DensityModel:
         metadata: dict[str, Any] | None = None,
         estimator: Any = None,
         discrete: Sequence[int] = (),
+        bounds: Any = None,
     ) -> None:
         if family not in FAMILIES:
             raise ModelFileError(f"unknown model family '{family}'")
@@ -71,6 +77,7 @@ class DensityModel:
         self.metadata = dict(metadata or {})
         self._estimator = estimator
         self.discrete = sorted(int(j) for j in discrete)
+        self.bounds = bounds
         self._cache: dict[str, Any] = {}  # precomputed factors and trees for scoring
 
     # ------------------------------------------------------------------ structure
@@ -109,7 +116,11 @@ class DensityModel:
 
     # ------------------------------------------------------------------ densities
 
-    def _to_z(self, X: np.ndarray) -> np.ndarray:
+    def to_z(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the estimator's space: bounded columns transformed, then standardized
+        (cells outside a column's bounds become NaN or infinite)."""
+        if self.bounds is not None:
+            X = self.bounds.forward(X)
         return standardize(X, self.shift, self.scale)
 
     def check_width(self, X: np.ndarray) -> np.ndarray:
@@ -138,12 +149,19 @@ class DensityModel:
             X = self.align(as_table(X)).values
         X = self.check_width(X)
         family = family_module(self.family)
+        outside = None
+        if self.bounds is not None:  # rows off the support: density 0, scored -inf
+            outside = ~self.bounds.inside(X)
+            jacobian = self.bounds.log_jacobian(X)
+            if outside.any():
+                X = X.copy()
+                X[np.ix_(outside, self.bounds.columns)] = self.bounds.inner_point()
         try:
             if self.discrete:
                 log_density = self._log_box_mass(X)
             else:
                 log_density = family.log_density(
-                    self.params, self._to_z(X), mode=mode, cache=self._cache
+                    self.params, self.to_z(X), mode=mode, cache=self._cache
                 )
         except MemoryError:
             raise ResourceError(
@@ -151,7 +169,11 @@ class DensityModel:
                 "model; score fewer rows at a time"
                 + (" or use --approx" if self.family == "kde" else "")
             ) from None
-        return np.asarray(log_density) + self.log_jacobian
+        log_density = np.asarray(log_density) + self.log_jacobian
+        if outside is not None:
+            log_density = log_density + jacobian
+            log_density[outside] = -np.inf
+        return log_density
 
     def _log_box_mass(self, X: np.ndarray) -> np.ndarray:
         """log of the density on the continuous columns times the probability of the row's
@@ -161,7 +183,7 @@ class DensityModel:
         d = np.asarray(self.discrete)
         edges = X.copy()
         edges[:, d] = np.floor(X[:, d])
-        Z = self._to_z(edges)
+        Z = self.to_z(edges)
         widths = 1.0 / self.scale[d]
         if self.family == "gmm":
             return boxes.gmm_log_mass(self.params, Z, d, widths)
@@ -231,6 +253,8 @@ class DensityModel:
                 "past the float64 range; fit the data in smaller units (divide it by "
                 "1e10, say) to sample from it"
             )
+        if self.bounds is not None:
+            rows = self.bounds.inverse(rows)
         if self.discrete:
             rows[:, self.discrete] = np.floor(rows[:, self.discrete])
         return rows
@@ -345,6 +369,7 @@ class DensityModel:
             named_columns=self.named_columns,
             metadata=metadata,
             discrete=[keep.index(j) for j in self.discrete if j in keep],
+            bounds=None if self.bounds is None else self.bounds.pick(keep),
         )
 
     # ------------------------------------------------------------------ files
@@ -367,6 +392,8 @@ class DensityModel:
         }
         if self.discrete:  # absent for continuous models, so their files read as before
             plain["discrete_columns"] = [self.columns[j] for j in self.discrete]
+        if self.bounds is not None:
+            plain["bounds"] = self.bounds.to_plain(self.columns)
         plain["format_version"] = fileformat.version_for(plain)
         return dict(fileformat.builtin(plain))
 
@@ -377,73 +404,3 @@ class DensityModel:
 
     def __repr__(self) -> str:
         return f"DensityModel(family={self.family!r}, columns={self.columns!r})"
-
-
-#: What a fit measured about the density it made: not true of a marginal or conditional.
-FIT_FIGURES = (
-    "train_mean_log_likelihood",
-    "train_bits_per_dimension",
-    "train_estimate",
-    "validation",
-    "heldout_log_density_quantiles",
-)
-
-
-def derived_metadata(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """A derived density's metadata: the fitted model's, without the figures measured on
-    it (training and held-out log-likelihoods, outlier quantiles), and what was derived."""
-    out = {k: copy.deepcopy(v) for k, v in metadata.items() if k not in FIT_FIGURES}
-    out["derived"] = [*out.get("derived", []), record]
-    return out
-
-
-def check_sample_count(n: Any) -> int:
-    """``n`` as a Python int from 0 to the int64 maximum, or a GencliError saying so."""
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float)):
-        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
-    if isinstance(n, float) and not (math.isfinite(n) and n == int(n)):
-        raise GencliError(f"the number of rows to draw must be a whole number, not {n!r}")
-    count = int(n)
-    if not 0 <= count <= MAX_SAMPLES:
-        raise GencliError(
-            f"the number of rows to draw must be between 0 and {MAX_SAMPLES} (the int64 "
-            f"maximum), not {count}"
-        )
-    return count
-
-
-def family_module(family: str) -> Any:
-    """The module of a density family (imported on first use)."""
-    if family == "gmm":
-        from gencli.density.families import gmm
-
-        return gmm
-    if family == "kde":
-        from gencli.density.families import kde
-
-        return kde
-    raise ModelFileError(f"unknown model family '{family}'")
-
-
-def sample_entropy(seed: int | None) -> int:
-    """The entropy every block of a sample derives from: the seed, or fresh entropy."""
-    return int(np.random.SeedSequence(seed).entropy)  # type: ignore[arg-type]
-
-
-def log_likelihood_summary(log_density: np.ndarray, n_features: int) -> dict[str, float]:
-    """Mean and total log-likelihood (nats) and bits per dimension of scored rows."""
-    mean = float(np.mean(log_density)) if log_density.size else float("nan")
-    return {
-        "rows": int(log_density.size),
-        "mean_log_likelihood": mean,
-        "total_log_likelihood": float(np.sum(log_density)),
-        "bits_per_dimension": -mean / (n_features * _LOG2),
-    }
-
-
-def data_sha256(values: np.ndarray) -> str:
-    """SHA-256 of the training values as little-endian float64, row-major (format-independent)."""
-    array = np.ascontiguousarray(values, dtype="<f8")
-    if array.size == 0:
-        return hashlib.sha256(b"").hexdigest()
-    return hashlib.sha256(array.data.cast("B")).hexdigest()  # the buffer itself, no copy

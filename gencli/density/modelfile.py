@@ -12,6 +12,7 @@ declared shapes before anything uses it.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 from typing import Any
@@ -21,7 +22,8 @@ import numpy as np
 from gencli.density.families import FAMILIES
 from gencli.density.fileformat import FORMAT_NAME, FORMAT_VERSION, encode
 from gencli.density.fileformat import version_for as fileformat_version_for
-from gencli.density.model import DensityModel, family_module
+from gencli.density.model import DensityModel
+from gencli.density.modelparts import family_module
 from gencli.density.plainpickle import read_plain
 from gencli.errors import ModelFileError
 from gencli.limits import check_memory, format_size
@@ -237,7 +239,7 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
     _require(
         version >= fileformat_version_for(plain),
         name,
-        f"format {version} cannot hold a rotation, point weights or discrete columns",
+        f"format {version} cannot hold a rotation, point weights, discrete columns or bounds",
     )
     discrete_names = plain.get("discrete_columns", [])
     _require(
@@ -256,6 +258,7 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
             name,
             "its discrete columns need a model whose box probabilities are exact",
         )
+    bounds = _read_bounds(plain.get("bounds"), columns, discrete, name)
     return DensityModel(
         family,
         params,
@@ -265,4 +268,36 @@ def from_plain(plain: Any, name: str = "<model>") -> DensityModel:
         named_columns=named,
         metadata=metadata,
         discrete=discrete,
+        bounds=bounds,
     )
+
+
+def _read_bounds(entry: Any, columns: list[str], discrete: list[int], name: str) -> Any:
+    """The ``bounds`` entry: {column: [lower or None, upper or None]}, lower < upper, on
+    continuous columns of the model."""
+    if entry is None:
+        return None
+    from gencli.density.bounds import from_plain
+
+    def side(value: Any) -> bool:
+        return value is None or (type(value) is float and math.isfinite(value))
+
+    _require(
+        type(entry) is dict
+        and bool(entry)
+        and all(
+            type(c) is str
+            and c in columns
+            and columns.index(c) not in discrete
+            and type(v) is list
+            and len(v) == 2
+            and side(v[0])
+            and side(v[1])
+            and (v[0] is not None or v[1] is not None)
+            and (v[0] is None or v[1] is None or v[0] < v[1])
+            for c, v in entry.items()
+        ),
+        name,
+        "its bounds are not an interval on a continuous column of the model",
+    )
+    return from_plain(entry, columns)

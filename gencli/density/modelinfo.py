@@ -30,7 +30,9 @@ def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
     """The family's parameters in the data's own units (the model stores standardized ones).
 
     GMM: weights, means (``means * scale + shift``) and each component's standard deviation
-    per column (``sqrt(diagonal of its covariance) * scale``). KDE: kernel, bandwidth in
+    per column (``sqrt(diagonal of its covariance) * scale``). On a bounded column the mean
+    is mapped back through the inverse transform (the component's median there) and the
+    standard deviation stays in the transform's units (log or logit). KDE: kernel, bandwidth in
     standardized units and per column in data units (``bandwidth * scale``, or the square
     root of the bandwidth matrix's diagonal for kernels rotated to the data's correlations),
     training points.
@@ -51,11 +53,14 @@ def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
             variances = covariances
         else:
             variances = np.repeat(covariances.reshape(-1, 1), d, axis=1)
+        centres = means * scale + shift
+        if model.bounds is not None:  # a bounded column's centre maps back as a median
+            centres = model.bounds.inverse(centres)
         return {
             "covariance_type": covariance_type,
             "components": int(k),
             "weights": weights.tolist(),
-            "means": (means * scale + shift).tolist(),
+            "means": centres.tolist(),
             "standard_deviations": (np.sqrt(variances) * scale).tolist(),
             "converged": bool(params.get("converged", True)),
             "iterations": int(params.get("n_iter", 0)),
@@ -209,6 +214,7 @@ def _describe_model(model: DensityModel, report: dict[str, Any]) -> None:
         "scale": model.scale.tolist(),
     }
     report["description"] = to_jsonable(model.describe())
+    report["bounds"] = None if model.bounds is None else model.bounds.describe(model.columns)
     report["parameters"] = to_jsonable(parameters_in_data_units(model))
     report["metadata"] = to_jsonable(model.metadata)
     if model.family == "gmm" and not model.params.get("converged", True):

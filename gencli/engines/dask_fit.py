@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from gencli.density.families import gmm
-from gencli.density.model import DensityModel, sample_entropy
+from gencli.density.model import DensityModel
+from gencli.density.modelparts import sample_entropy
 from gencli.engines import dask_tasks as tasks
 from gencli.engines.dask_em import (
     Candidate,
@@ -155,6 +156,11 @@ def _refuse_unsupported(
             "--discrete is not available on --engine dask yet: mixtures there treat every "
             "column as continuous; drop --discrete or use --engine local"
         )
+    for name in ("bounds", "weights", "missing"):
+        if options.get(name) not in (None, (), [], "", "drop"):
+            raise FitError(
+                f"--{name} is not available on --engine dask yet; drop it or use --engine local"
+            )
     if settings["select"] == "heldout" and validation <= 0:
         raise FitError("--select heldout needs held-out rows; use --validation 0.2 (say)")
 
@@ -372,7 +378,7 @@ def _metadata(
     import shlex
 
     from gencli._version import __version__
-    from gencli.fitting.fitter import sklearn_version
+    from gencli.fitting.fit_rules import sklearn_version
 
     d = len(data.plan.columns)
     bits = 1.0 / (d * math.log(2.0))

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from gencli.density.model import DensityModel, sample_entropy
+from gencli.density.model import DensityModel
+from gencli.density.modelparts import sample_entropy
 from gencli.engines.local import ScoredChunk, score_chunks
 from gencli.errors import DataError, OutputError
 from gencli.io.parts import PartPlan
@@ -184,7 +185,7 @@ def sampled_chunks(
 ) -> Iterator[np.ndarray]:
     """``n`` rows from the model, drawn on the workers in the local engine's blocks (the same
     rows for a seed, whatever the number of workers)."""
-    from gencli.density.model import check_sample_count
+    from gencli.density.modelparts import check_sample_count
     from gencli.errors import OutputError
 
     n = check_sample_count(n)

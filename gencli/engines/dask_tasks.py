@@ -55,7 +55,7 @@ def read(plan: PartPlan, index: int) -> Table:
 def moments(table: Table) -> dict[str, Any]:
     """Count, mean, sum of squared deviations, least and largest value of each column, the
     SHA-256 of the values (as the local engine hashes the whole table), rows dropped."""
-    from gencli.density.model import data_sha256
+    from gencli.density.modelparts import data_sha256
 
     X = table.values
     mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])

@@ -63,8 +63,9 @@ def score_chunks(
             skipped = int((~finite).sum())
             X, row_numbers = X[finite], row_numbers[finite]
         log_density = model.score_samples(X, mode=mode)
+        off_support = None if model.bounds is None else ~model.bounds.inside(X)
         underflow = _check_representable(
-            log_density, model, stream.source, row_numbers, allow_underflow
+            log_density, model, stream.source, row_numbers, allow_underflow, off_support
         )
         yield ScoredChunk(row_numbers, log_density, chunk.shape[0], skipped, underflow)
 
@@ -91,9 +92,11 @@ def _check_representable(
     source: str,
     row_numbers: np.ndarray,
     allow_underflow: bool,
+    off_support: np.ndarray | None = None,
 ) -> int:
-    """No NaN or +inf reaches a score; -inf only where a compact kernel's density is truly
-    zero or, with ``allow_underflow``, where the density is below the smallest float.
+    """No NaN or +inf reaches a score; -inf only where the density is truly zero (a compact
+    kernel's, or a row outside a bounded model's support: ``off_support``) or, with
+    ``allow_underflow``, where the density is below the smallest float.
     Returns how many rows scored -inf."""
     negative_infinity = np.isneginf(log_density)
     compact = model.family == "kde" and model.params["kernel"] in (
@@ -105,6 +108,8 @@ def _check_representable(
     bad = ~np.isfinite(log_density)
     if compact or allow_underflow:
         bad &= ~negative_infinity
+    if off_support is not None:
+        bad &= ~off_support
     if np.any(bad):
         row = int(row_numbers[int(np.flatnonzero(bad)[0])])
         raise DataError(

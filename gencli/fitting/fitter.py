@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from gencli._version import __version__
+from gencli.density.bounds import resolve as resolve_bounds
 from gencli.density.discrete import dequantize, discrete_columns, unbounded_warning
 from gencli.density.families import FAMILIES
-from gencli.density.model import DensityModel, data_sha256, log_likelihood_summary
+from gencli.density.model import DensityModel
+from gencli.density.modelparts import data_sha256, log_likelihood_summary
 from gencli.density.preprocess import (
     refuse_constant_columns,
     refuse_small_training_split,
@@ -37,6 +39,13 @@ from gencli.fitting.family_fits import (
     fit_kde,
     sample_mean_error,
     training_rows_scored,
+)
+from gencli.fitting.fit_rules import (
+    check_discrete_support,
+    one_bandwidth_note,
+    rows_needed,
+    sklearn_version,
+    validation_record,
 )
 from gencli.fitting.selection import Listener
 from gencli.io.data import Table, as_table
@@ -60,6 +69,7 @@ def fit(
     bandwidth: float | str | None = None,
     kernel: str | None = None,
     discrete: str | Sequence[str] | None = None,
+    bounds: str | Sequence[str] | dict[str, Any] | None = None,
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -95,6 +105,12 @@ def fit(
             none but names them in a warning; 'none' models none silently. Default: 'auto'
             for model 'auto', 'warn' for 'gmm' and 'kde' (their behaviour before).
             See :mod:`gencli.density.discrete`.
+        bounds: the support of bounded columns: 'income=0:,share=0:1' (a list of such items,
+            or {column: (lower, upper)} with None for an open side), and/or 'auto' (every
+            continuous column whose values are all positive is bounded below at 0). The
+            density is fitted through log / logit transforms and stays a density in the
+            data's units over the support; samples stay inside. See
+            :mod:`gencli.density.bounds`.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
@@ -125,6 +141,7 @@ def fit(
         "standardize": standardize,
         "folds": folds,
         "discrete": discrete,
+        "bounds": bounds,
         "validation": validation,
         "refit": refit,
         "seed": seed,
@@ -199,8 +216,12 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         found, discrete = discrete, []
         if found:
             early_warnings.append(unbounded_warning([table.columns[j] for j in found]))
-    _check_discrete_support(model, options, discrete, table.columns)
+    check_discrete_support(model, options, discrete, table.columns)
+    bounded, notes = resolve_bounds(options["bounds"], X, table.columns, discrete, table.source)
+    early_warnings.extend(notes)
     X_raw, X = X, dequantize(X, discrete, seed)  # fitted to x + U[0, 1) on discrete columns
+    if bounded is not None:  # fitted to log / logit of the bounded columns
+        X = bounded.forward(X)
     if standardize_rows:
         shift, scale = standardization(X)
         refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
@@ -209,7 +230,11 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
     log_jacobian = -float(np.sum(np.log(scale)))
     train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
-    need, what = _rows_needed(model, options)
+    if bounded is not None:  # the transforms' mean Jacobian on the training rows: the
+        # candidates' figures then read in data units (the final ones are scored exactly)
+        own = X_raw if valid_rows is None else X_raw[train_rows]
+        log_jacobian += float(np.mean(bounded.log_jacobian(own)))
+    need, what = rows_needed(model, options)
     refuse_small_training_split(table.n_rows, len(train_rows), validation, need, what, table.source)
     if valid_rows is not None:
         where = f" on the {len(train_rows)} training rows left by --validation {validation:g}"
@@ -218,7 +243,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     # The raw rows are needed after the fit only to score them again (discrete boxes, or a
     # fit that did not score every row); otherwise a caller that hands its rows over has
     # them standardized in place: one copy of the data fewer (400 MB at 1M x 50).
-    in_place = bool(options.get("overwrite_data")) and not discrete
+    in_place = bool(options.get("overwrite_data")) and not discrete and bounded is None
     in_place = in_place and (bool(options["refit"]) or validation == 0)
     Z = standardize(X, shift, scale, in_place=in_place)
     Z_train = Z[train_rows] if valid_rows is not None else Z  # every row: no copy
@@ -230,7 +255,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             "the fit has no held-out check"
         )
     if not standardize_rows and model != "gmm":
-        warnings.extend(_one_bandwidth_note(X, table.columns))
+        warnings.extend(one_bandwidth_note(X, table.columns))
     keys: tuple[str, ...] = (*GMM_DEFAULTS, *KDE_DEFAULTS, "folds")
     if model == "gmm":
         keys = tuple(GMM_DEFAULTS)
@@ -258,12 +283,14 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         named_columns=table.named,
         estimator=outcome["estimator"],
         discrete=discrete,
+        bounds=bounded,
     )
     train_scores = outcome["train_log_density"]
     # A kernel density reports its training likelihood on a sample of the rows (an n^2
     # sum otherwise): the estimate and its standard error are recorded and shown.
     sampled = outcome.get("train_rows", 0) > len(train_scores)
-    if discrete:  # the fit's own scores are densities of x + U[0, 1): score the rows' boxes
+    if discrete or bounded is not None:  # the fit's own scores are densities of x + U[0, 1)
+        # or of the transformed columns: score the rows as the model does (boxes, Jacobian)
         X = X_raw
         # A sample is drawn from the rows the figure describes: the final fit's own.
         own = X if outcome["refitted"] or valid_rows is None or not sampled else X[train_rows]
@@ -276,6 +303,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             shift,
             scale,
             discrete=discrete,
+            bounds=bounded,
         )
         train_part = X if valid_rows is None else X[train_rows]
         if sampled:
@@ -302,16 +330,18 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             "rows": int(outcome["train_rows"]),
             "standard_error": sample_mean_error(log_density, int(outcome["train_rows"])),
         }
-    validation_record = None
+    held_record = None
     quantiles = None
     if Z_valid is not None:
         heldout = outcome["heldout_log_density"]
         train_scores = outcome["train_log_density"]
-        validation_record = _validation_record(
+        held_record = validation_record(
             validation, train_scores, heldout, refit and outcome["refitted"], table.n_columns
         )
         if sampled:  # the rows the sample stands for (discrete: the measured fit's)
-            validation_record["train_rows"] = len(train_rows) if discrete else outcome["train_rows"]
+            held_record["train_rows"] = (
+                len(train_rows) if discrete or bounded is not None else outcome["train_rows"]
+            )
         finite = heldout[np.isfinite(heldout)]
         if finite.size:
             quantiles = {
@@ -332,10 +362,11 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "seed": seed,
         "standardized": standardize_rows,
         "discrete_columns": [table.columns[j] for j in discrete],
+        "bounds": None if bounded is None else bounded.describe(table.columns),
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "train_estimate": estimate,
-        "validation": validation_record,
+        "validation": held_record,
         "selection": outcome["selection"],
         "fixes": outcome["fixes"],
         "warnings": warnings,
@@ -343,101 +374,3 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "fit_seconds": time.perf_counter() - started,
     }
     return result
-
-
-def _check_discrete_support(
-    model: str, options: dict[str, Any], discrete: list[int], columns: Sequence[str]
-) -> None:
-    """Refuse a model that cannot give the discrete columns exact box probabilities: a full
-    or tied covariance over two or more of them, a kernel other than the Gaussian."""
-    if not discrete:
-        return
-    names = ", ".join(columns[j] for j in discrete[:5]) + (", ..." if len(discrete) > 5 else "")
-    plural = len(discrete) > 1
-    what = (
-        f"column{'s' if plural else ''} {names} hold{'' if plural else 's'} whole numbers "
-        "only (at most 20 values)"
-    )
-    cure = "--model auto, or --discrete none to treat them as continuous"
-    covariance = options["covariance"]
-    if model == "gmm" and len(discrete) > 1 and covariance in ("full", "tied"):
-        raise FitError(
-            f"{what}: a {covariance} covariance cannot give the probability of their "
-            f"whole-number values exactly; use --covariance diag or spherical, {cure}"
-        )
-    if model == "kde" and options["kernel"] != "gaussian":
-        raise FitError(
-            f"{what}: only the gaussian kernel gives the probability of their whole-number "
-            f"values exactly; use --kernel gaussian, {cure}"
-        )
-
-
-def _one_bandwidth_note(X: np.ndarray, columns: Sequence[str]) -> list[str]:
-    """Without standardizing, a kernel density has one bandwidth for every column: say so
-    when the columns' spreads differ by more than 10x (wine: 0.2x to 46,300x of each
-    column's own rule, held-out -68.0 against -20.1 standardized)."""
-    from gencli.density.preprocess import column_moments
-
-    _, spread = column_moments(X)
-    low, high = int(np.argmin(spread)), int(np.argmax(spread))
-    if not spread[low] > 0 or spread[high] / spread[low] <= 10:
-        return []
-    return [
-        f"--no-standardize: a kernel density has one bandwidth for every column, but the "
-        f"columns' spreads differ {spread[high] / spread[low]:.3g}-fold ({columns[high]} "
-        f"{spread[high]:.3g}, {columns[low]} {spread[low]:.3g}); drop --no-standardize to "
-        "give each column a bandwidth at its own scale"
-    ]
-
-
-def sklearn_version() -> str:
-    """scikit-learn's version, read from its installed metadata when a KDE fit has not
-    imported it (0.7 s of imports for one string)."""
-    if "sklearn" in sys.modules:
-        return str(sys.modules["sklearn"].__version__)
-    from importlib.metadata import version
-
-    return version("scikit-learn")
-
-
-def _rows_needed(model: str, options: dict[str, Any]) -> tuple[int, str]:
-    """The fewest training rows the model can be fitted to, and what needs them."""
-    if model == "auto":
-        folds = int(options["folds"])
-        return max(2, folds), f"the {folds}-fold cross-validation that compares the models"
-    if model == "kde":
-        if options["bandwidth"] == "cv":
-            folds = int(options["folds"])
-            return max(2, folds), f"--bandwidth cv with {folds} folds"
-        return 2, "a kernel density"
-    from gencli.fitting.selection import parse_components
-
-    try:
-        ks = parse_components(options["components"])
-    except ValueError as exc:
-        raise FitError(f"--components: {exc}") from None
-    smallest = ks[0]
-    if len(ks) == 1:
-        return max(2, smallest), f"a {smallest}-component mixture"
-    return max(2, smallest), f"the smallest mixture searched ({smallest} components)"
-
-
-def _validation_record(
-    fraction: float,
-    train_scores: np.ndarray,
-    heldout_scores: np.ndarray,
-    refitted: bool,
-    n_features: int,
-) -> dict[str, Any]:
-    train = log_likelihood_summary(train_scores, n_features)
-    heldout = log_likelihood_summary(heldout_scores, n_features)
-    return {
-        "fraction": float(fraction),
-        "train_rows": int(train_scores.size),
-        "heldout_rows": int(heldout_scores.size),
-        "refit": bool(refitted),
-        "train_mean_log_likelihood": train["mean_log_likelihood"],
-        "train_bits_per_dimension": train["bits_per_dimension"],
-        "heldout_mean_log_likelihood": heldout["mean_log_likelihood"],
-        "heldout_bits_per_dimension": heldout["bits_per_dimension"],
-    }

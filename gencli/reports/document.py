@@ -168,8 +168,20 @@ def parameter_tables(doc: Document, model: DensityModel) -> None:
                 ),
             ]
         )
+        bounded = [] if model.bounds is None else model.bounds.describe(model.columns)
         for title, key in (("means", "means"), ("standard deviations", "standard_deviations")):
             doc.p(f"Component {title}, in the data's own units:")
+            if bounded:
+                names = ", ".join(b["column"] for b in bounded)
+                doc.p(
+                    f"(Bounded columns {names} are modelled through a log or logit transform: "
+                    + (
+                        "there the mean shown is the component's median."
+                        if key == "means"
+                        else "there the standard deviation is in the transform's units."
+                    )
+                    + ")"
+                )
             doc.table(
                 ["component", "weight", *shown],
                 [

@@ -128,6 +128,14 @@ def fit_document(
     summary = data_summary(record, X, columns)
     if summary:
         data_table(doc, summary)
+        for bound in record.get("bounds") or []:
+            from gencli.density.bounds import text
+
+            doc.p(
+                f"Column {bound['column']} is bounded ({text(bound)}): fitted through a "
+                f"{bound['transform']} transform, so the density integrates to 1 over the "
+                "bounds (the transform's Jacobian is in every figure) and samples stay inside."
+            )
     else:
         doc.p("No per-column summary was recorded.")
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import gencli
-from gencli.density.model import FIT_FIGURES
+from gencli.density.modelparts import FIT_FIGURES
 from gencli.errors import DataError
 from gencli.jobs import score_file
 from gencli.questions import impute_file, sample_given

@@ -78,7 +78,7 @@ def test_values_near_the_largest_double_are_not_standardized_in_place() -> None:
 
 
 def test_the_hash_of_no_rows_is_the_hash_of_no_bytes() -> None:
-    from gencli.density.model import data_sha256
+    from gencli.density.modelparts import data_sha256
 
     assert data_sha256(np.empty((0, 3))) == hashlib.sha256(b"").hexdigest()
     X = rows(10)
