@@ -9,9 +9,11 @@ log |t'(x)| (:meth:`Bounds.log_jacobian`) and the model integrates to 1 over the
 Samples are drawn in y and mapped back with the inverse, so they always lie strictly
 inside the bounds; a row outside them (or on a bound) has density 0 and scores -inf.
 
-Discrete (whole-number) columns are not bounded this way: their samples are whole numbers
-already, and a box [k, k + 1) at a bound would map to an infinite one; :func:`resolve`
-refuses them in one line.
+A discrete (whole-number) column is modelled by its boxes [k, k + 1): bounds LO:HI say k
+runs from LO to HI, so its dequantized values lie in [LO, HI + 1) and the transform maps
+that interval (:attr:`Bounds.upper` holds HI + 1 for such a column). A box's probability is
+the same in either unit (no Jacobian); the box at LO maps to (-inf, t(LO + 1)), so no mass
+is left below the bound, and samples are t^-1 of a draw, rounded down: LO..HI.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Bounds:
-    """Per column the lower and upper bound of the support (-inf / inf where open), in the
-    data's units."""
+    """Per column the lower and upper edge of the support (-inf / inf where open), in the
+    data's units; for a ``discrete`` column the edges of its dequantized values, LO and
+    HI + 1."""
 
     lower: np.ndarray
     upper: np.ndarray
+    discrete: tuple[int, ...] = ()
 
     @property
     def columns(self) -> np.ndarray:
@@ -45,12 +49,17 @@ class Bounds:
         return self.lower, self.upper
 
     def inside(self, X: np.ndarray) -> np.ndarray:
-        """Rows strictly inside every bound (NaN cells count as inside: nothing is known)."""
+        """Rows strictly inside every bound, a discrete column's value k in LO..HI (NaN
+        cells count as inside: nothing is known)."""
         cols = self.columns
         with np.errstate(invalid="ignore"):
             cells = X[:, cols]
-            ok = ((cells > self.lower[cols]) & (cells < self.upper[cols])) | np.isnan(cells)
-        return np.all(ok, axis=1)
+            ok = (cells > self.lower[cols]) & (cells < self.upper[cols])
+            for position, j in enumerate(cols):
+                if j in self.discrete:  # the box [floor x, floor x + 1) within [LO, HI + 1)
+                    k = np.floor(cells[:, position])
+                    ok[:, position] = (k >= self.lower[j]) & (k + 1 <= self.upper[j])
+        return np.all(ok | np.isnan(cells), axis=1)
 
     def inner_point(self) -> np.ndarray:
         """A value inside each bounded column's support (stands in for a row off it)."""
@@ -65,17 +74,19 @@ class Bounds:
         """t(x) on the bounded columns (a copy; other columns as they are). Cells outside the
         support give NaN or +-inf: check :meth:`inside` first."""
         Y = np.array(X, dtype=np.float64, copy=True)
-        lo, hi = self.edges()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for j in self.columns:
-                x = X[:, j]
-                if math.isfinite(lo[j]) and math.isfinite(hi[j]):
-                    Y[:, j] = np.log(x - lo[j]) - np.log(hi[j] - x)
-                elif math.isfinite(lo[j]):
-                    Y[:, j] = np.log(x - lo[j])
-                else:
-                    Y[:, j] = -np.log(hi[j] - x)
+        for j in self.columns:
+            Y[:, j] = self.transform(X[:, j], j)
         return Y
+
+    def transform(self, x: np.ndarray, j: int) -> np.ndarray:
+        """t(x) for values of column ``j``."""
+        lo, hi = self.lower[j], self.upper[j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if math.isfinite(lo) and math.isfinite(hi):
+                return np.log(x - lo) - np.log(hi - x)
+            if math.isfinite(lo):
+                return np.log(x - lo)
+            return -np.log(hi - x)
 
     def inverse(self, Y: np.ndarray, which: Sequence[int] | None = None) -> np.ndarray:
         """x = t^-1(y) on the bounded columns, in place, kept strictly inside the bounds
@@ -129,12 +140,47 @@ class Bounds:
                     out[..., position] = hi - np.exp(-mu + sigma**2 / 2)
         return out
 
+    def expected_floor(self, mean: np.ndarray, sd: np.ndarray, j: int) -> np.ndarray:
+        """E[floor(t^-1(Y))] for Y ~ N(mean, sd^2), per cell, for a bounded discrete column
+        ``j``: the sum over its values k of k P(t(k) <= Y < t(k + 1)), over the k that
+        Y's mean +- 9 sd reach (the rest has mass below 1e-18). A cell whose reach spans
+        more than 65,536 values takes E[t^-1(Y)] - 1/2 instead (within 1/2 of the sum)."""
+        from gencli.density.families.boxes import log_interval_mass
+
+        mean, sd = np.broadcast_arrays(np.asarray(mean, float), np.asarray(sd, float))
+        shape, mean, sd = mean.shape, mean.ravel(), sd.ravel()
+        lo, top = self.lower[j], self.upper[j] - 1.0  # the least and largest value
+        reach = np.column_stack([mean - 9.0 * sd, mean + 9.0 * sd])
+        ends = np.floor(self.inverse(reach.reshape(-1, 1), [j]).reshape(-1, 2))
+        first = np.maximum(ends[:, 0], lo)
+        span = np.minimum(ends[:, 1], top) - first + 1
+        out = np.empty(mean.size)
+        wide = span > 65_536
+        out[wide] = self.inverse_mean(mean[wide, None], sd[wide, None], [j])[:, 0] - 0.5
+        cells = np.flatnonzero(~wide)
+        width = int(span[cells].max(initial=1))
+        step = max(1, (1 << 22) // width)
+        for start in range(0, cells.size, step):
+            at = cells[start : start + step]
+            k = first[at, None] + np.arange(width)[None]
+            m, s = mean[at, None], sd[at, None]
+            lower = (self.transform(k, j) - m) / s
+            upper = (self.transform(k + 1, j) - m) / s
+            with np.errstate(invalid="ignore"):
+                mass = np.exp(log_interval_mass(lower, upper))
+            mass[k > np.minimum(ends[at, 1], top)[:, None]] = 0.0
+            out[at] = np.sum(np.nan_to_num(k * mass), axis=1)
+        return out.reshape(shape)
+
     def log_jacobian(self, X: np.ndarray) -> np.ndarray:
-        """Per row, sum over the bounded columns of log |t'(x)| (rows inside)."""
+        """Per row, sum over the bounded continuous columns of log |t'(x)| (rows inside; a
+        discrete column's box has the same probability in either unit)."""
         lo, hi = self.edges()
         out = np.zeros(X.shape[0])
         with np.errstate(divide="ignore", invalid="ignore"):
             for j in self.columns:
+                if j in self.discrete:
+                    continue
                 x = X[:, j]
                 if math.isfinite(lo[j]) and math.isfinite(hi[j]):
                     out += math.log(hi[j] - lo[j]) - np.log(x - lo[j]) - np.log(hi[j] - x)
@@ -147,7 +193,8 @@ class Bounds:
     def pick(self, keep: Sequence[int]) -> Bounds | None:
         """The bounds of columns ``keep`` (a marginal's or conditional's), or None."""
         keep = list(keep)
-        picked = Bounds(self.lower[keep].copy(), self.upper[keep].copy())
+        discrete = tuple(keep.index(j) for j in self.discrete if j in keep)
+        picked = Bounds(self.lower[keep].copy(), self.upper[keep].copy(), discrete)
         return picked if picked.columns.size else None
 
     def describe(self, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -156,6 +203,8 @@ class Bounds:
         for j in self.columns:
             lo, hi = float(self.lower[j]), float(self.upper[j])
             both = math.isfinite(lo) and math.isfinite(hi)
+            if j in self.discrete:
+                hi -= 1.0  # the largest whole number, not the edge of its box
             out.append(
                 {
                     "column": columns[j],
@@ -178,7 +227,7 @@ def text(record: dict[str, Any]) -> str:
     return f"{record['column']}={lo}:{hi}"
 
 
-def from_plain(plain: Any, columns: Sequence[str]) -> Bounds | None:
+def from_plain(plain: Any, columns: Sequence[str], discrete: Sequence[int] = ()) -> Bounds | None:
     """Bounds from a model file's ``bounds`` entry (already checked to be plain data)."""
     if not plain:
         return None
@@ -186,8 +235,8 @@ def from_plain(plain: Any, columns: Sequence[str]) -> Bounds | None:
     for name, (lo, hi) in plain.items():
         j = list(columns).index(name)
         lower[j] = -INF if lo is None else float(lo)
-        upper[j] = INF if hi is None else float(hi)
-    return Bounds(lower, upper)
+        upper[j] = INF if hi is None else float(hi) + (1.0 if j in discrete else 0.0)
+    return Bounds(lower, upper, tuple(discrete))
 
 
 def parse(spec: str | Sequence[str] | dict[str, Any] | None) -> tuple[bool, dict[str, tuple]]:
@@ -245,9 +294,10 @@ def resolve(
 ) -> tuple[Bounds | None, list[str]]:
     """The fit's bounds from ``--bounds`` and the training rows, with notes for the user.
 
-    'auto' bounds every continuous column whose values are all > 0 below at 0 (columns
-    holding 0 are left unbounded and named in a note). Every training value must lie
-    strictly inside its column's bounds: on a bound its density would be 0 or infinite."""
+    'auto' bounds below at 0 every continuous column whose values are all > 0 (columns
+    holding 0 are left unbounded and named in a note) and every discrete one whose values
+    are all >= 0. Every training value must lie strictly inside a continuous column's
+    bounds (on a bound its density would be 0 or infinite) and within a discrete one's."""
     auto, given = parse(spec)
     names = list(columns)
     for name in given:
@@ -260,10 +310,10 @@ def resolve(
     if auto:
         zeros = []
         for j, name in enumerate(names):
-            if name in given or j in discrete:
+            if name in given:
                 continue
             smallest = float(np.nanmin(X[:, j]))
-            if smallest > 0:
+            if smallest > 0 or (smallest == 0 and j in discrete):
                 lower[j] = 0.0
             elif smallest == 0:
                 zeros.append(name)
@@ -275,13 +325,14 @@ def resolve(
     for name, (lo, hi) in given.items():
         j = names.index(name)
         if j in discrete:
-            raise FitError(
-                f"--bounds: column '{name}' of {source} is modelled as discrete (whole "
-                "numbers), whose bounds are not supported yet; leave it out of --bounds, or "
-                "model it as continuous with --discrete none"
-            )
+            if not all(not math.isfinite(v) or v == math.floor(v) for v in (lo, hi)):
+                raise FitError(
+                    f"--bounds: column '{name}' of {source} holds whole numbers (modelled as "
+                    f"discrete); give whole-number bounds, not {name}={lo:g}:{hi:g}"
+                )
+            hi += 1.0  # its values k are boxes [k, k + 1): the support ends at HI + 1
         lower[j], upper[j] = lo, hi
-    bounds = Bounds(lower, upper)
+    bounds = Bounds(lower, upper, tuple(discrete))
     if not bounds.columns.size:
         return None, notes
     _refuse_outside(bounds, X, names, source)
@@ -297,11 +348,14 @@ def _refuse_outside(bounds: Bounds, X: np.ndarray, names: list[str], source: str
     for j in bounds.columns:
         x = X[:, j]
         with np.errstate(invalid="ignore"):
-            bad = (x <= lo[j]) | (x >= hi[j])
+            if j in bounds.discrete:
+                bad = (x < lo[j]) | (x + 1 > hi[j])
+            else:
+                bad = (x <= lo[j]) | (x >= hi[j])
         if np.any(bad):
             row = int(np.argmax(bad))
             span = text(bounds.describe(names)[list(bounds.columns).index(j)])
-            on_bound = x[row] in (lo[j], hi[j])
+            on_bound = x[row] in (lo[j], hi[j]) and j not in bounds.discrete
             where = "on the bound" if on_bound else "outside the bounds"
             raise FitError(
                 f"{source}: row {row + 1}, column '{names[j]}': {x[row]:g} lies {where} "

@@ -82,25 +82,39 @@ def condition(model: Model, given: Mapping[str, float]) -> tuple[dict[str, Any],
                 f"given columns: '{model.columns[fixed[i]]}' takes whole numbers only (it is "
                 f"modelled as discrete); give a whole number, not {values[i]:g}"
             )
-    widths = 1.0 / model.scale[fixed]
+    z_hi = _given_upper(model, fixed, values, z)  # the boxes' upper edges (discrete ones)
     # Values far out overflow to a log-weight of -inf, which _normalized refuses in one line.
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         if model.family == "gmm":
-            params = _gmm_condition(model, fixed, rest, z, boxed, widths)
+            params = _gmm_condition(model, fixed, rest, z, boxed, z_hi)
         else:
             _require_gaussian(model, "a conditional")
-            params = _kde_condition(model, fixed, rest, z, boxed, widths)
+            params = _kde_condition(model, fixed, rest, z, boxed, z_hi)
     record = {"given": {model.columns[j]: float(v) for j, v in zip(fixed, values, strict=True)}}
     return params, rest, record
 
 
-def _given_z(model: Model, fixed: list[int], values: np.ndarray) -> np.ndarray:
+def _given_upper(model: Model, fixed: list[int], values: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Where a given discrete value's box [v, v + 1) ends, in z (others: unused)."""
+    z_hi = z + 1.0 / model.scale[fixed]
+    if model.bounds is not None and model.bounds.discrete:
+        boxed = [i for i, j in enumerate(fixed) if j in model.discrete]
+        z_hi[boxed] = _given_z(model, [fixed[i] for i in boxed], values[boxed] + 1.0, edge=True)
+    return z_hi
+
+
+def _given_z(model: Model, fixed: list[int], values: np.ndarray, edge: bool = False) -> np.ndarray:
     """Given values in the estimator's space (a bounded column's through its transform)."""
     if model.bounds is None:
         return (values - model.shift[fixed]) / model.scale[fixed]
     lower, upper = model.bounds.lower, model.bounds.upper
     for j, v in zip(fixed, values, strict=True):
-        if not lower[j] < v < upper[j]:
+        inside = (
+            lower[j] <= v <= upper[j] - (0 if edge else 1)
+            if j in model.bounds.discrete
+            else lower[j] < v < upper[j]
+        )
+        if not inside:
             raise DataError(
                 f"given columns: '{model.columns[j]}' = {v:g} lies outside the model's bounds "
                 "for it, where the density is zero; give a value inside"
@@ -134,7 +148,7 @@ def _gmm_condition(
     rest: list[int],
     z: np.ndarray,
     boxed: list[int],
-    widths: np.ndarray,
+    z_hi: np.ndarray,
 ) -> dict[str, Any]:
     params = model.params
     kind = params["covariance_type"]
@@ -159,7 +173,7 @@ def _gmm_condition(
 
             j, sd = fixed[i], np.sqrt(var[:, fixed[i]])
             log_w = log_w + log_interval_mass(
-                (z[i] - means[:, j]) / sd, (z[i] + widths[i] - means[:, j]) / sd
+                (z[i] - means[:, j]) / sd, (z_hi[i] - means[:, j]) / sd
             )
         if pf:
             zc, v = z[points], var[:, pf]
@@ -210,7 +224,7 @@ def _kde_condition(
     rest: list[int],
     z: np.ndarray,
     boxed: list[int],
-    widths: np.ndarray,
+    z_hi: np.ndarray,
 ) -> dict[str, Any]:
     params = model.params
     points = np.asarray(params["points"], dtype=np.float64)
@@ -228,7 +242,7 @@ def _kde_condition(
         for i in boxed:
             j = fixed[i]
             log_w = log_w + log_interval_mass(
-                (z[i] - points[:, j]) / h, (z[i] + widths[i] - points[:, j]) / h
+                (z[i] - points[:, j]) / h, (z_hi[i] - points[:, j]) / h
             )
         if pf:
             log_w = log_w - 0.5 * np.sum((z[at] - points[:, pf]) ** 2, axis=1) / (h * h)

@@ -71,7 +71,9 @@ def dequantize(X: np.ndarray, discrete: Sequence[int], seed: int | None) -> np.n
         return X
     out = np.array(X, dtype=np.float64, copy=True)
     rng = np.random.default_rng(None if seed is None else [seed, 0xD15C])
-    out[:, list(discrete)] += rng.random((X.shape[0], len(discrete)))
+    noise = rng.random((X.shape[0], len(discrete)))
+    noise[noise == 0.0] = 0.5  # (0, 1): a bounded column's lowest box never meets its bound
+    out[:, list(discrete)] += noise
     return out
 
 

@@ -164,10 +164,13 @@ class _Parts:
     def _box_bounds(self, X: np.ndarray, cond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The observed boxes [v, v + 1) in units of each component's conditional sd."""
         model, od = self.model, self.od
-        lower_z = (np.floor(X[:, od]) - model.shift[od]) / model.scale[od]
+        lower_z, upper_z = model.box_edges(X)  # through a bounded column's transform
+        at = [model.discrete.index(j) for j in od]
+        lower_z = lower_z[:, od]
+        upper_z = lower_z + 1.0 / model.scale[od] if upper_z is None else upper_z[:, at]
         sd = self._sd(np.arange(od.size))  # (k or 1) x |od|
-        lo = (lower_z[:, None, :] - cond[:, :, : od.size]) / sd[None]
-        return lo, lo + (1.0 / model.scale[od])[None, None, :] / sd[None]
+        centre = cond[:, :, : od.size]
+        return (lower_z[:, None, :] - centre) / sd[None], (upper_z[:, None, :] - centre) / sd[None]
 
     def _sd(self, positions: np.ndarray) -> np.ndarray:
         return np.array([np.sqrt(np.diag(cov)[positions]) for _l, _g, cov, _d in self.blocks])
@@ -220,6 +223,11 @@ class _Parts:
                     + centre[self.m_discrete]
                 )
                 floors = _expected_floor(mean_x, sd[None] * scale[self.m_discrete])
+                if bounds is not None:  # through a bounded column's transform
+                    sd_y = sd[None] * scale[self.m_discrete]
+                    for i, j in enumerate(m[self.m_discrete]):
+                        if j in bounds.columns:
+                            floors[..., i] = bounds.expected_floor(mean_x[..., i], sd_y[..., i], j)
                 values[:, self.m_discrete] = np.einsum("rk,rkm->rm", resp, floors)
             return values
         assert rng is not None

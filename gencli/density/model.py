@@ -181,13 +181,23 @@ class DensityModel:
         from gencli.density.families import boxes
 
         d = np.asarray(self.discrete)
-        edges = X.copy()
-        edges[:, d] = np.floor(X[:, d])
-        Z = self.to_z(edges)
+        Z, upper = self.box_edges(X)
         widths = 1.0 / self.scale[d]
         if self.family == "gmm":
-            return boxes.gmm_log_mass(self.params, Z, d, widths)
-        return boxes.kde_log_mass(self.params, Z, d, widths, cache=self._cache)
+            return boxes.gmm_log_mass(self.params, Z, d, widths, upper=upper)
+        return boxes.kde_log_mass(self.params, Z, d, widths, cache=self._cache, upper=upper)
+
+    def box_edges(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows in z with each discrete cell at its box's lower edge, and the boxes' upper
+        edges in z (None when every box is 1 / scale wide: no bounded discrete column)."""
+        d = np.asarray(self.discrete)
+        edges = np.array(X, dtype=np.float64, copy=True)
+        edges[:, d] = np.floor(X[:, d])
+        Z = self.to_z(edges)
+        if self.bounds is None or not self.bounds.discrete:
+            return Z, None
+        edges[:, d] += 1.0
+        return Z, self.to_z(edges)[:, d]
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """Draw ``n`` rows from the fitted density, in the data's own units."""

@@ -282,22 +282,26 @@ def _read_bounds(entry: Any, columns: list[str], discrete: list[int], name: str)
     def side(value: Any) -> bool:
         return value is None or (type(value) is float and math.isfinite(value))
 
+    def whole(c: str, value: Any) -> bool:  # a discrete column's bounds are whole numbers
+        return columns.index(c) not in discrete or value is None or value == math.floor(value)
+
     _require(
         type(entry) is dict
         and bool(entry)
         and all(
             type(c) is str
             and c in columns
-            and columns.index(c) not in discrete
             and type(v) is list
             and len(v) == 2
             and side(v[0])
             and side(v[1])
             and (v[0] is not None or v[1] is not None)
             and (v[0] is None or v[1] is None or v[0] < v[1])
+            and whole(c, v[0])
+            and whole(c, v[1])
             for c, v in entry.items()
         ),
         name,
-        "its bounds are not an interval on a continuous column of the model",
+        "its bounds are not an interval on a column of the model",
     )
-    return from_plain(entry, columns)
+    return from_plain(entry, columns, discrete)

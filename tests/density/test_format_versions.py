@@ -5,7 +5,8 @@ The fixtures in tests/fixtures were written by tests/fixtures/make_fixtures.py, 
 (a one-component Gaussian mixture and a Gaussian KDE, fitted on the same 50 rows) per
 format version. Their scores are checked against densities computed here from the raw
 parameters in the file: scipy's multivariate normal for the mixture and a direct sum of
-Gaussian kernels for the KDE.
+Gaussian kernels for the KDE. A version-3 file's bounded columns are taken through their
+log or logit transform here, with its Jacobian written out.
 """
 
 from __future__ import annotations
@@ -39,8 +40,42 @@ def raw(path: Path) -> dict:
 
 def training_rows(kde_plain: dict) -> np.ndarray:
     """The rows both fixtures of a version were fitted on, in data units, from the KDE."""
+    Y = kernel_centres(kde_plain)
+    for j, name in enumerate(kde_plain["columns"]):
+        if name in kde_plain.get("bounds", {}):
+            lo, hi = kde_plain["bounds"][name]
+            if lo is not None and hi is not None:
+                Y[:, j] = lo + (hi - lo) / (1 + np.exp(-Y[:, j]))
+            elif lo is not None:
+                Y[:, j] = lo + np.exp(Y[:, j])
+            else:
+                Y[:, j] = hi - np.exp(-Y[:, j])
+    return Y
+
+
+def kernel_centres(kde_plain: dict) -> np.ndarray:
+    """The KDE's points unstandardized: in data units, or a bounded column's transform."""
     prep = kde_plain["preprocessing"]
     return kde_plain["params"]["points"] * prep["scale"] + prep["shift"]
+
+
+def transformed(plain: dict, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows through the file's bounds (log(x - lo), -log(hi - x), or the logit of
+    (x - lo) / (hi - lo)) and the log-Jacobian of that per row."""
+    Y, jacobian = np.array(Q, dtype=float), np.zeros(len(Q))
+    for j, name in enumerate(plain["columns"]):
+        if name not in plain.get("bounds", {}):
+            continue
+        lo, hi = plain["bounds"][name]
+        x = Q[:, j]
+        if lo is not None and hi is not None:
+            Y[:, j] = np.log((x - lo) / (hi - x))
+            jacobian += np.log((hi - lo) / ((x - lo) * (hi - x)))
+        elif lo is not None:
+            Y[:, j], jacobian = np.log(x - lo), jacobian - np.log(x - lo)
+        else:
+            Y[:, j], jacobian = -np.log(hi - x), jacobian - np.log(hi - x)
+    return Y, jacobian
 
 
 def query_rows(version: int) -> np.ndarray:
@@ -93,6 +128,10 @@ def rotated_kde_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
 
 
 def reference(plain: dict, family: str, Q: np.ndarray) -> np.ndarray:
+    if "bounds" in plain:  # the density of the transformed rows, times the Jacobian
+        Y, jacobian = transformed(plain, Q)
+        unbounded = {k: v for k, v in plain.items() if k != "bounds"}
+        return reference(unbounded, family, Y) + jacobian
     if family == "gmm":
         return (
             discrete_gmm_reference(plain, Q)
@@ -110,7 +149,7 @@ def kde_reference(plain: dict, Q: np.ndarray) -> np.ndarray:
     """log of (1/n) sum_i prod_j N(x_j; p_ij, (h s_j)^2): every Gaussian kernel summed."""
     params, prep = plain["params"], plain["preprocessing"]
     assert params["kernel"] == "gaussian"
-    P = training_rows(plain)
+    P = kernel_centres(plain)
     width = params["bandwidth"] * prep["scale"]
     u = (Q[:, None, :] - P[None, :, :]) / width
     log_kernels = np.sum(-0.5 * u**2 - np.log(width) - 0.5 * math.log(2 * math.pi), axis=2)

@@ -148,13 +148,19 @@ def _refuse(family: str, params: dict[str, Any], n_discrete: int) -> None:
 
 
 def gmm_log_mass(
-    params: dict[str, Any], Z: np.ndarray, discrete: np.ndarray, widths: np.ndarray
+    params: dict[str, Any],
+    Z: np.ndarray,
+    discrete: np.ndarray,
+    widths: np.ndarray,
+    upper: np.ndarray | None = None,
 ) -> np.ndarray:
     """log of [density over the continuous columns x mass of the discrete box] per row,
     under a Gaussian mixture (estimator space).
 
     ``Z`` holds each row's z-value in the continuous columns and its box's lower edge in
-    the ``discrete`` ones (sorted indices); ``widths`` are the boxes' widths in z. Per
+    the ``discrete`` ones (sorted indices); ``widths`` are the boxes' widths in z, or
+    ``upper`` (rows x discrete columns) their upper edges, for boxes of uneven width (a
+    bounded column's, seen through its transform; a lower edge may be -inf). Per
     component: the continuous marginal N(z_c; mu_c, S_cc) times the box's mass under
     t | z_c (a product of 1-D masses for diag/spherical; for full/tied, with one discrete
     column, a 1-D Gaussian with the conditional mean and variance); then a log-sum-exp
@@ -173,11 +179,13 @@ def gmm_log_mass(
     with np.errstate(divide="ignore"):
         log_norm = log_norm + np.log(weights)
     Zc, Zd = Z[:, continuous], Z[:, columns]
+    Zu = Zd + box[None, :] if upper is None else np.asarray(upper, dtype=np.float64)
     out = np.empty(Z.shape[0])
     block = max(1, _BLOCK_ENTRIES // (k * d))
 
     def run(start: int) -> None:
         zc, zd = Zc[start : start + block], Zd[start : start + block]
+        zu = Zu[start : start + block]
         with np.errstate(over="ignore", invalid="ignore"):
             if whiten.ndim == 2:  # diagonal: whiten[k, c] = 1 / sd
                 y = zc[:, None, :] * whiten[None] - shift[None]
@@ -187,8 +195,8 @@ def gmm_log_mass(
             mean = cond_mean[None] if whiten.ndim == 2 else _full_mean(y, cond_mean)
             # zd - mean: (rows, k, discrete) in units of the conditional sd
             lower = (zd[:, None, :] - mean) / cond_sd[None]
-            upper = lower + box[None, None, :] / cond_sd[None]
-        log_prob += log_interval_mass(lower, upper).sum(axis=2)
+            top = (zu[:, None, :] - mean) / cond_sd[None]
+        log_prob += log_interval_mass(lower, top).sum(axis=2)
         out[start : start + block] = _logsumexp_rows(log_prob)
 
     run_in_threads(run, range(0, Z.shape[0], block), _WORKERS)
@@ -237,6 +245,7 @@ def kde_log_mass(
     discrete: np.ndarray,
     widths: np.ndarray,
     cache: dict | None = None,
+    upper: np.ndarray | None = None,
 ) -> np.ndarray:
     """log of [density over the continuous columns x mass of the discrete box] per row,
     under a kernel density with the round Gaussian kernel (estimator space).
@@ -253,10 +262,15 @@ def kde_log_mass(
     _refuse("kde", params, columns.size)
     if columns.size == 0:
         return kde.log_density(params, Z, cache=cache)
+    if upper is not None:  # boxes of uneven width: each upper edge goes with its row
+        Z = np.concatenate([Z, np.asarray(upper, dtype=np.float64)], axis=1)
     repeated = distinct_rows(Z)
     rows = Z if repeated is None else repeated[0]
+    ups = None
+    if upper is not None:
+        rows, ups = rows[:, : points_all.shape[1]], rows[:, points_all.shape[1] :]
     points, weights = distinct_points(points_all, cache, params.get("weights"))
-    out = _kde_sum(points, weights, rows, columns, box, float(params["bandwidth"]))
+    out = _kde_sum(points, weights, rows, columns, box, float(params["bandwidth"]), ups)
     return out if repeated is None else out[repeated[1]]
 
 
@@ -267,8 +281,10 @@ def _kde_sum(
     columns: np.ndarray,
     box: np.ndarray,
     h: float,
+    ups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The sum over every point, in blocks of rows sorted by their boxes.
+    """The sum over every point, in blocks of rows sorted by their boxes (whose upper edges
+    are ``ups`` when given, else lower edge + ``box``).
 
     Rows are sorted by their tuple of box edges, so a block holds few distinct tuples;
     each tuple's per-point log-masses (sums of per-column tables), with the points'
@@ -290,6 +306,7 @@ def _kde_sum(
     lows = rows[:, columns] / h
     order = np.lexsort(lows.T[::-1])
     lows = lows[order]
+    highs = lows + spans[None, :] if ups is None else ups[order] / h
     Q = rows[order][:, continuous] - centre
     fresh = np.ones(rows.shape[0], dtype=bool)
     fresh[1:] = np.any(lows[1:] != lows[:-1], axis=1)
@@ -300,7 +317,10 @@ def _kde_sum(
     whole = [np.unique(lows[:, j], return_inverse=True) for j in range(columns.size)]
     if sum(values.size for values, _ in whole) * n > _TABLE_ENTRIES:
         whole = []
-    tables = [_mass_table(values, edges[:, j], spans[j]) for j, (values, _) in enumerate(whole)]
+    tables = [
+        _mass_table(values, _tops(values, lows[:, j], highs[:, j]), edges[:, j])
+        for j, (values, _) in enumerate(whole)
+    ]
     out = np.empty(rows.shape[0])
     block = max(1, _BLOCK_ENTRIES // n)
 
@@ -315,7 +335,8 @@ def _kde_sum(
                 table += tables[j][whole[j][1][heads]]
             else:
                 values, index = np.unique(lows[heads, j], return_inverse=True)
-                table += _mass_table(values, edges[:, j], spans[j])[index]
+                tops = _tops(values, lows[heads, j], highs[heads, j])
+                table += _mass_table(values, tops, edges[:, j])[index]
         return table, group[start:stop] - first
 
     def run(start: int) -> None:
@@ -357,8 +378,14 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
         return np.where(finite, safe + np.log(a.sum(axis=1)), top)
 
 
-def _mass_table(values: np.ndarray, edges: np.ndarray, span: float) -> np.ndarray:
-    """log kernel mass of [v, v + span) around each point, (distinct values, points),
+def _mass_table(values: np.ndarray, tops: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """log kernel mass of [v, top) around each point, (distinct values, points),
     everything in bandwidth units."""
-    lower = values[:, None] - edges[None, :]
-    return log_interval_mass(lower, lower + span)
+    return log_interval_mass(values[:, None] - edges[None, :], tops[:, None] - edges[None, :])
+
+
+def _tops(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+    """The upper edge of each distinct lower edge ``values`` (a box's upper edge is a
+    function of its lower one), read from the rows' ``lows`` and ``highs``."""
+    order = np.argsort(lows, kind="stable")
+    return highs[order[np.searchsorted(lows[order], values)]]
