@@ -24,14 +24,14 @@ from gencli.engines.local import (
     score_chunks,
     score_summary,
 )
-from gencli.errors import DataError, OutputError
+from gencli.errors import DataError
 from gencli.fitting.records import data_summary, fit_record
 from gencli.io.atomic import check_outputs
 from gencli.io.data import Table, read_table
-from gencli.io.remote import expand_url, is_url
 from gencli.io.sources import check_input
 from gencli.io.streams import stream_table
 from gencli.io.writers import TableWriter
+from gencli.job_paths import check_fit_outputs, input_paths, is_many
 
 
 def fit_file(
@@ -86,6 +86,12 @@ def fit_file(
             **options,
         )
     options.pop("max_rows", None)
+    keep_missing = options.get("missing") == "em"
+    if keep_missing and (dropna or many):
+        raise DataError(
+            "--missing em keeps rows with gaps: it reads one file, and --dropna (which drops "
+            "them) contradicts it; drop one of the two"
+        )
     if many:
         from gencli.io.parts import read_parts
 
@@ -96,49 +102,10 @@ def fit_file(
     wanted = "sklearn.mixture" if model in ("gmm", "auto") and background_import else None
     loader = import_in_background(wanted, data, format)
     table = read_table(
-        data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header
-    )
+        data, format=format, columns=columns, dropna=dropna, stdin=stdin, header=header,
+        keep_missing=keep_missing,
+    )  # fmt: skip
     return fit_table(table, data, output, model, report, loader=loader, started=started, **options)
-
-
-def input_paths(data: Any, many: bool) -> list[Any]:
-    """The files ``data`` names (a folder or glob expanded), the one path checked first so
-    that a bad data path is named as such."""
-    if many:
-        from gencli.io.parts import expand
-
-        return list(expand(data))
-    assert isinstance(data, (str, os.PathLike))
-    check_input(data)
-    return [data]
-
-
-def check_fit_outputs(output: Any, report: Any, inputs: Sequence[Any]) -> None:
-    """Refuse, before reading, a model file on stdout and outputs that are inputs."""
-    if os.fspath(output) == "-":
-        raise OutputError(
-            "-o -: a model file does not go to stdout; give a file name such as -o model.pkl"
-        )
-    outputs: list[Any] = [(output, "the model file"), (report, "the report")]
-    check_outputs(outputs, inputs)
-    if report is not None:
-        from gencli.reports.files import report_outputs
-
-        check_outputs([outputs[0], *report_outputs(report)], inputs)
-
-
-def is_many(data: Any) -> bool:
-    """Whether ``data`` names several files: a list, a folder or a glob pattern."""
-    import glob
-
-    if not isinstance(data, (str, os.PathLike)):
-        return True
-    text = os.fspath(data)
-    if is_url(text):  # a folder or a glob of part files, or one file
-        return expand_url(text) != [text]
-    return text != "-" and (
-        os.path.isdir(text) or (glob.has_magic(text) and not os.path.exists(text))
-    )
 
 
 def fit_table(

@@ -25,7 +25,7 @@ LAYERS = [
     ("reports", ("gencli.reports",)),
     ("curse", ("gencli.curse",)),
     ("engines", ("gencli.engines",)),
-    ("jobs", ("gencli.jobs", "gencli.questions")),
+    ("jobs", ("gencli.jobs", "gencli.job_paths", "gencli.questions")),
     ("cli", ("gencli.cli",)),
     ("api", ("gencli",)),
     ("entry", ("gencli.__main__",)),

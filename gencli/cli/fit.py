@@ -183,6 +183,15 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     "lie strictly inside; new rows outside score -inf.",
 )
 @click.option(
+    "--missing",
+    type=click.Choice(["em"]),
+    default=None,
+    help="[gmm] em: keep rows with empty cells and fit the mixture by EM with those cells "
+    "latent (each row's conditional expectation given its observed cells), so every row's "
+    "values count; scores are then densities of each row's observed cells. Without it, "
+    "empty cells are refused (or --dropna drops their rows).",
+)
+@click.option(
     "--validation",
     type=click.FloatRange(0, 1, max_open=True),
     default=0.2,
@@ -281,6 +290,7 @@ def fit(
       gencli fit sample_data/digits.csv --report digits.html -o digits.pkl
       gencli fit sample_data/iris.csv --bounds auto -o iris_pos.pkl
       gencli fit survey.csv --bounds income=0:,share=0:1
+      gencli fit sample_data/iris_gaps.csv --missing em -o iris_em.pkl
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
       gencli fit parts/ --engine dask -k 1..6 -o big.pkl
@@ -381,6 +391,13 @@ def _fit_lines(record: dict[str, Any]) -> list[str]:
             "bounds     "
             + ", ".join(f"{text(b)} ({b['transform']})" for b in bounded)
             + ": densities over the support, samples inside"
+        )
+    gaps = record.get("missing")
+    if gaps:
+        lines.append(
+            f"missing    {gaps['cells_missing']} cells ({gaps['fraction_missing']:.1%}) in "
+            f"{gaps['rows_with_gaps']} rows, latent in EM; figures are densities of each "
+            f"row's observed cells ({gaps['observed_cells_per_row']:.3g} per row on average)"
         )
     discrete = record.get("discrete_columns") or []
     if discrete:

@@ -67,7 +67,7 @@ def sample_entropy(seed: int | None) -> int:
     return int(np.random.SeedSequence(seed).entropy)  # type: ignore[arg-type]
 
 
-def log_likelihood_summary(log_density: np.ndarray, n_features: int) -> dict[str, float]:
+def log_likelihood_summary(log_density: np.ndarray, n_features: float) -> dict[str, float]:
     """Mean and total log-likelihood (nats) and bits per dimension of scored rows."""
     mean = float(np.mean(log_density)) if log_density.size else float("nan")
     return {

@@ -53,10 +53,11 @@ def column_moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def constant_columns(X: np.ndarray) -> np.ndarray:
-    """Mask of the columns whose values are all equal (0.0 and -0.0 count as equal)."""
+    """Mask of the columns whose values are all equal (0.0 and -0.0 count as equal; missing
+    cells are left out)."""
     if X.shape[0] == 0:
         return np.zeros(X.shape[1], dtype=bool)
-    return np.asarray(X.max(axis=0) == X.min(axis=0))
+    return np.asarray(np.fmax.reduce(X, axis=0) == np.fmin.reduce(X, axis=0))
 
 
 def refuse_constant_columns(

@@ -96,7 +96,7 @@ def validation_record(
     train_scores: np.ndarray,
     heldout_scores: np.ndarray,
     refitted: bool,
-    n_features: int,
+    n_features: float,
 ) -> dict[str, Any]:
     train = log_likelihood_summary(train_scores, n_features)
     heldout = log_likelihood_summary(heldout_scores, n_features)

@@ -33,6 +33,7 @@ from gencli.density.preprocess import (
     standardize,
 )
 from gencli.errors import FitError, ResourceError
+from gencli.fitting import missing_rows
 from gencli.fitting.family_fits import (
     Rows,
     fit_gmm,
@@ -70,6 +71,7 @@ def fit(
     kernel: str | None = None,
     discrete: str | Sequence[str] | None = None,
     bounds: str | Sequence[str] | dict[str, Any] | None = None,
+    missing: str | None = None,
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -111,6 +113,10 @@ def fit(
             density is fitted through log / logit transforms and stays a density in the
             data's units over the support; samples stay inside. See
             :mod:`gencli.density.bounds`.
+        missing: None (rows with an empty cell are refused; drop them when reading) or
+            'em': a Gaussian mixture fitted by EM with the empty cells latent, so rows with
+            gaps still inform the fit (:mod:`gencli.fitting.missing_fit`); its figures are
+            densities of each row's observed cells.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
@@ -136,12 +142,15 @@ def fit(
         "kernel": kernel,
     }
     model, settings = resolve_model(model, {k: v for k, v in given.items() if v is not None})
-    table = as_table(data, columns=columns)
+    if missing not in (None, "em"):
+        raise FitError(f"missing must be None or 'em', not {missing!r}")
+    table = as_table(data, columns=columns, allow_missing=missing == "em")
     options = settings | {
         "standardize": standardize,
         "folds": folds,
         "discrete": discrete,
         "bounds": bounds,
+        "missing": missing,
         "validation": validation,
         "refit": refit,
         "seed": seed,
@@ -203,6 +212,10 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
+    early_warnings = []
+    missing_em = options.get("missing") == "em"
+    if missing_em:  # rows with gaps kept: EM treats their empty cells as latent
+        table, model, early_warnings = missing_rows.prepare(table, model, options)
     X = table.values
     if table.n_rows < 2:
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
@@ -211,7 +224,6 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     if options["discrete"] is None:
         options["discrete"] = "auto" if model == "auto" else "warn"
     discrete = discrete_columns(X, table.columns, options["discrete"], table.source)
-    early_warnings = []
     if options["discrete"] == "warn":
         found, discrete = discrete, []
         if found:
@@ -223,7 +235,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     if bounded is not None:  # fitted to log / logit of the bounded columns
         X = bounded.forward(X)
     if standardize_rows:
-        shift, scale = standardization(X)
+        shift, scale = (missing_rows.standardization if missing_em else standardization)(X)
         refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
     else:
         refuse_unstandardized_extremes(X, table.columns, table.source, model, options["reg_covar"])
@@ -266,7 +278,11 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
         rows = Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
-        if model == "auto":
+        if missing_em:
+            from gencli.fitting.missing_fit import fit_gmm_missing
+
+            outcome = fit_gmm_missing(rows, settings | {"log_scale": np.log(scale)})
+        elif model == "auto":
             from gencli.fitting.auto import fit_auto
 
             outcome = fit_auto(rows, settings)
@@ -311,7 +327,9 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         outcome["train_log_density"] = measured.score_samples(train_part)
         if valid_rows is not None:
             outcome["heldout_log_density"] = measured.score_samples(X[valid_rows])
-    elif train_scores is not None and (sampled or len(train_scores) == table.n_rows):
+    elif train_scores is not None and (
+        sampled or len(train_scores) == table.n_rows or missing_em
+    ):  # (a --missing em fit's rows are scored by their observed cells, by that fit)
         log_density = np.asarray(train_scores)  # the final fit's own rows: no second E-step
     else:
         if in_place:  # cannot happen: an in-place fit scores every row (see in_place above)
@@ -322,7 +340,9 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             f"{table.source}: the fitted density is zero or infinite at some training rows; "
             "try standardizing, a larger bandwidth or a larger --reg-covar"
         )
-    summary = log_likelihood_summary(log_density, table.n_columns)
+    # Bits per dimension divide by the cells a row's density is over (all, without gaps).
+    dims = missing_rows.record(X_raw)["observed_cells_per_row"] if missing_em else table.n_columns
+    summary = log_likelihood_summary(log_density, dims)
     estimate = None
     if sampled:
         estimate = {
@@ -336,7 +356,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         heldout = outcome["heldout_log_density"]
         train_scores = outcome["train_log_density"]
         held_record = validation_record(
-            validation, train_scores, heldout, refit and outcome["refitted"], table.n_columns
+            validation, train_scores, heldout, refit and outcome["refitted"], dims
         )
         if sampled:  # the rows the sample stands for (discrete: the measured fit's)
             held_record["train_rows"] = (
@@ -363,6 +383,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "standardized": standardize_rows,
         "discrete_columns": [table.columns[j] for j in discrete],
         "bounds": None if bounded is None else bounded.describe(table.columns),
+        "missing": missing_rows.record(X_raw) if missing_em else None,
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "train_estimate": estimate,

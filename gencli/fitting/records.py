@@ -35,6 +35,7 @@ def fit_record(
         "standardized": meta["standardized"],
         "discrete_columns": list(meta.get("discrete_columns", [])),
         "bounds": meta.get("bounds"),
+        "missing": meta.get("missing"),
         "mean_log_likelihood": meta["train_mean_log_likelihood"],
         "bits_per_dimension": meta["train_bits_per_dimension"],
         "train_estimate": meta.get("train_estimate"),

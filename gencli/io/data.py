@@ -75,6 +75,7 @@ def read_table(
     header: bool | None = None,
     non_numeric_hint: str | None = None,
     usecols: Callable[[list[str], bool], Sequence[int]] | None = None,
+    keep_missing: bool = False,
 ) -> Table:
     """Read a numeric table from a file, or from stdin when ``source`` is '-'.
 
@@ -115,7 +116,8 @@ def read_table(
             bad = {c: cell for c, cell in table.non_numeric.items() if c in kept}
             table = replace(table, non_numeric=bad)
     table = require_numeric(table, hint=non_numeric_hint)
-    table = require_finite(table, dropna=dropna, hint=missing_hint)
+    if not keep_missing:  # (``keep_missing``: empty cells stay NaN, for --missing em)
+        table = require_finite(table, dropna=dropna, hint=missing_hint)
     return replace(table, notes=notes) if notes else table
 
 
