@@ -212,7 +212,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
-    early_warnings = []
+    early_warnings: list[str] = []
     missing_em = options.get("missing") == "em"
     if missing_em:  # rows with gaps kept: EM treats their empty cells as latent
         table, model, early_warnings = missing_rows.prepare(table, model, options)
