@@ -19,14 +19,17 @@ K once ``PATIENCE`` larger K in a row did worse than its best.
 
 The winner is then fitted on every training row, measured on the held-out rows and refitted
 by :func:`gencli.fitting.family_fits.fit_gmm` or ``fit_kde``.
+
+With row weights the folds stay folds of rows and every score here (a candidate's CV mean,
+its standard error, the race's paired gaps) is a mean weighted by the scored rows' weights.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +42,9 @@ from gencli.fitting.cv_candidates import (
     kde_candidate,
     keep_better_twin,
     make_folds,
+    mean_score,
     shrunk_candidate,
+    standard_error,
     summary,
 )
 from gencli.fitting.family_fits import Rows, fit_gmm, fit_kde, fit_shrunk
@@ -83,34 +88,39 @@ class _Search:
             self.done[(record["covariance"], record["components"])] = score
 
 
-def _first_fold(record: dict[str, Any], first: int) -> np.ndarray:
+def _first_fold(
+    record: dict[str, Any], first: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The first fold's scores of the better of a candidate and its unrepaired twin."""
     head = floored(record["scores"][:first])
     if record.get("repaired") and "twin" in record:
         twin = floored(record["twin"][:first])
-        return twin if np.mean(twin) > np.mean(head) else head
+        return twin if mean_score(twin, weights) > mean_score(head, weights) else head
     return head
 
 
-def _race(records: list[dict[str, Any]], first: int) -> list[dict[str, Any]]:
+def _race(
+    records: list[dict[str, Any]], first: int, weights: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """The mixtures worth the other folds: on the first fold's rows, those not below the
     leader by more than ``RACE_MARGIN`` standard errors of the paired per-row difference
-    (the others are marked stopped). Kernel densities and the shrunk Gaussian have run every
-    fold already."""
+    (the others are marked stopped; means weighted by the scored rows' ``weights``).
+    Kernel densities and the shrunk Gaussian have run every fold already."""
     running = [r for r in records if r["status"] == "ok"]
     if not running:
         return []
-    heads = {id(r): _first_fold(r, first) for r in running}
-    leader = max(running, key=lambda r: float(np.mean(heads[id(r)])))
+    heads = {id(r): _first_fold(r, first, weights) for r in running}
+    leader = max(running, key=lambda r: mean_score(heads[id(r)], weights))
     survivors = []
     for record in running:
         if "options" not in record:  # kernel densities and the shrunk Gaussian ran every fold
             continue
         gap = heads[id(leader)] - heads[id(record)]
-        se = float(np.std(gap, ddof=1) / math.sqrt(gap.size)) if gap.size > 1 else 0.0
-        if record is not leader and float(np.mean(gap)) > RACE_MARGIN * se:
+        se = standard_error(gap, weights)
+        mean_gap = mean_score(gap, weights)
+        if record is not leader and mean_gap > RACE_MARGIN * se:
             record["status"] = (
-                f"stopped after one fold: {float(np.mean(gap)):.3f} nats/row below the "
+                f"stopped after one fold: {mean_gap:.3f} nats/row below the "
                 f"leader (standard error {se:.3f})"
             )
         else:
@@ -131,7 +141,8 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
 
     Z = rows.train
     n, d = Z.shape
-    folds = make_folds(n, int(settings["folds"]), rows.seed)
+    folds = make_folds(n, int(settings["folds"]), rows.seed, rows.train_weights)
+    held = folds.scored_weights  # aligned with every candidate's scores
     try:
         ks = parse_components(settings["components"])
     except ValueError as exc:
@@ -165,14 +176,16 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         if best is not None:
             return record | {"status": f"skipped: K={best} beat the {PATIENCE} K above it"}
         options = gmm_options | {"components": k, "covariance": cov}
-        scores = gmm_scores(Z, folds.pairs[:1], options, rows.log_jacobian, record)
+        scores = gmm_scores(Z, folds.pairs[:1], options, rows.log_jacobian, record, folds.weights)
         if scores is not None:
             record |= {"status": "ok", "scores": scores, "options": options}
-            search.note(record, float(np.mean(floored(scores))))
+            search.note(record, mean_score(scores, held))
         return record
 
     def other_folds(record: dict[str, Any]) -> dict[str, Any]:
-        rest = gmm_scores(Z, folds.pairs[1:], record["options"], rows.log_jacobian, record)
+        rest = gmm_scores(
+            Z, folds.pairs[1:], record["options"], rows.log_jacobian, record, folds.weights
+        )
         if rest is not None:
             record["scores"] = np.concatenate([record["scores"], rest])
         return record
@@ -198,14 +211,15 @@ def fit_auto(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
         for wave, k in enumerate(ks):
             wave_tasks = [functools.partial(first_fold, k, c) for c in covariances]
             records += _run([*(tasks if wave == 0 else []), *wave_tasks], workers)
-        survivors = _race(records, len(folds.pairs[0][1])) if len(folds.pairs) > 1 else []
+        first = len(folds.pairs[0][1])
+        survivors = _race(records, first, held) if len(folds.pairs) > 1 else []
         _run([functools.partial(other_folds, r) for r in survivors], workers)
     for record in records:
-        keep_better_twin(record)
+        keep_better_twin(record, held)
         scores = record.pop("scores", None)
         record.pop("options", None)
         if record["status"] == "ok" and scores is not None:
-            record |= summary(scores)
+            record |= summary(scores, held)
         if rows.on_candidate is not None:
             rows.on_candidate(record)
     scored = [r for r in records if r["status"] == "ok"]
@@ -244,7 +258,7 @@ def _run(tasks: list[Callable[[], Any]], workers: int) -> list[Any]:
 
 def _fit_winner(rows: Rows, settings: dict[str, Any], winner: dict[str, Any]) -> dict[str, Any]:
     """Fit the winning candidate on every training row, measure it and refit it."""
-    quiet = Rows(rows.Z, rows.train, rows.valid, rows.log_jacobian, rows.refit, rows.seed, 1, None)
+    quiet = replace(rows, jobs=1, on_candidate=None)
     if winner.get("covariance") == "shrunk":
         return fit_shrunk(quiet, settings)
     if winner["family"] == "gmm":

@@ -6,6 +6,10 @@ fits a collapse repair replaced kept aside, :func:`keep_better_twin`), the shrun
 :func:`shrunk_candidate`, a kernel density, per-column or rotated, by :func:`kde_candidate`
 with its bandwidth chosen on the same folds. The search that runs them is
 :mod:`gencli.fitting.auto`.
+
+With row weights (:class:`Folds`' ``weights``) the folds are still folds of rows (a row and
+its weight stay together), every candidate is fitted to its fold's weighted rows, and every
+mean and standard error over the scored rows is weighted (:func:`mean_score`, :func:`summary`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gencli.errors import FitError
-from gencli.fitting import shrunk
+from gencli.fitting import shrunk, weighted_gmm
 
 if TYPE_CHECKING:
     from gencli.density.families.kde_folds import FoldSums
@@ -38,12 +42,47 @@ def floored(scores: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(scores) | np.isneginf(scores), FLOOR_LOG_DENSITY, scores)
 
 
+def mean_score(scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The mean of :func:`floored` scores; weighted by ``weights``' first entries (the
+    scored rows' weights in the order of the scores, :attr:`Folds.scored_weights`)."""
+    clamped = floored(scores)
+    if weights is None:
+        return float(np.mean(clamped))
+    return float(np.average(clamped, weights=weights[: clamped.size]))
+
+
+def standard_error(values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Standard error of the (weighted) mean of ``values``: with shares p = w / sum w,
+    sqrt(n / (n - 1) sum p^2 (x - mean)^2), which is sd / sqrt(n) for equal weights."""
+    n = values.size
+    if n < 2:
+        return 0.0
+    if weights is None:
+        return float(np.std(values, ddof=1) / math.sqrt(n))
+    share = weights[:n] / np.sum(weights[:n])
+    spread = values - share @ values
+    return float(math.sqrt(n / (n - 1) * float(np.sum((share * spread) ** 2))))
+
+
 @dataclass(frozen=True)
 class Folds:
-    """The rows each fold fits on and the rows it scores (indices into the training rows)."""
+    """The rows each fold fits on and the rows it scores (indices into the training rows),
+    and the training rows' weights (None: unweighted)."""
 
     pairs: list[tuple[np.ndarray, np.ndarray]]
     cut_into: int
+    weights: np.ndarray | None = None
+
+    @property
+    def scored_weights(self) -> np.ndarray | None:
+        """The scored rows' weights, fold after fold: aligned with the candidates' scores."""
+        if self.weights is None:
+            return None
+        return np.concatenate([self.weights[scored] for _, scored in self.pairs])
+
+    def fit_weights(self, fit_rows: np.ndarray) -> np.ndarray | None:
+        """The weights of the training rows ``fit_rows`` (None: unweighted)."""
+        return None if self.weights is None else self.weights[fit_rows]
 
     @property
     def scored(self) -> int:
@@ -55,9 +94,12 @@ class Folds:
         return f"1 of {self.cut_into} folds ({self.scored} held-out rows scored)"
 
 
-def make_folds(n_rows: int, folds: int, seed: int | None) -> Folds:
-    """Seeded K-fold split of ``n_rows`` training rows; past ``ALL_FOLDS_ROWS`` the first
-    fold alone, with at most ``SCORED_ROWS`` of its rows scored."""
+def make_folds(
+    n_rows: int, folds: int, seed: int | None, weights: np.ndarray | None = None
+) -> Folds:
+    """Seeded K-fold split of ``n_rows`` training rows (with their ``weights``); past
+    ``ALL_FOLDS_ROWS`` the first fold alone, with at most ``SCORED_ROWS`` of its rows
+    scored."""
     if not 2 <= folds <= n_rows:
         raise FitError(
             f"--folds must be between 2 and the number of training rows ({n_rows}), got {folds}"
@@ -71,14 +113,14 @@ def make_folds(n_rows: int, folds: int, seed: int | None) -> Folds:
         if n_rows > ALL_FOLDS_ROWS:
             pairs = [(fit_rows, np.sort(scored[:SCORED_ROWS]))]
             break
-    return Folds(pairs, folds)
+    return Folds(pairs, folds, weights)
 
 
-def summary(scores: np.ndarray) -> dict[str, float]:
+def summary(scores: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+    """The (weighted) mean of the floored scores and its standard error."""
     clamped = floored(scores)
-    mean = float(np.mean(clamped))
-    se = float(np.std(clamped, ddof=1) / math.sqrt(clamped.size)) if clamped.size > 1 else 0.0
-    return {"cv_mean_log_likelihood": mean, "cv_standard_error": se}
+    mean = mean_score(clamped, weights)
+    return {"cv_mean_log_likelihood": mean, "cv_standard_error": standard_error(clamped, weights)}
 
 
 def gmm_scores(
@@ -87,13 +129,14 @@ def gmm_scores(
     options: dict[str, Any],
     log_jacobian: float,
     record: dict[str, Any],
+    weights: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The candidate's log-densities on the scored rows of ``pairs`` (data units), or None
     with ``record["status"]`` saying why it could not be fitted.
 
     Where the collapse repair replaced a fold's first fit, that fit's log-densities go to
     ``record["twin"]`` (the repaired one's elsewhere), so the folds can judge whether the
-    repair helped: :func:`keep_better_twin`.
+    repair helped: :func:`keep_better_twin`. ``weights``: the rows of ``Z``'s weights.
     """
     from gencli.density.families import gmm
     from gencli.fitting.selection import point_collapses_only
@@ -104,7 +147,10 @@ def gmm_scores(
         twins: list[Any] = []
         try:
             with gmm.one_thread_here():
-                estimator = gmm.fit(Z[fit_rows], fixes=fixes, unrepaired=twins, **options)
+                fold_weights = None if weights is None else weights[fit_rows]
+                estimator = weighted_gmm.fit(
+                    Z[fit_rows], fold_weights, fixes=fixes, unrepaired=twins, **options
+                )
         except FitError as exc:
             record["status"] = f"failed: {exc}"
             return None
@@ -117,13 +163,14 @@ def gmm_scores(
     return np.concatenate(scores)
 
 
-def keep_better_twin(record: dict[str, Any]) -> None:
+def keep_better_twin(record: dict[str, Any], weights: np.ndarray | None = None) -> None:
     """A repair must never make the held-out likelihood worse than not repairing: when the
-    folds' fits before the collapse repair score better, the candidate is that fit."""
+    folds' fits before the collapse repair score better (in the mean weighted by the
+    scored rows' ``weights``), the candidate is that fit."""
     twin = record.pop("twin", None)
     if not record.pop("repaired", False) or twin is None or record.get("scores") is None:
         return
-    before, after = float(np.mean(floored(twin))), float(np.mean(floored(record["scores"])))
+    before, after = mean_score(twin, weights), mean_score(record["scores"], weights)
     if before > after:
         record["scores"] = twin
         record["repair_collapse"] = False
@@ -146,7 +193,7 @@ def shrunk_candidate(
     scores, amounts = [], []
     for fit_rows, scored in folds.pairs:
         try:
-            estimator, amount = shrunk.fit(Z[fit_rows], reg_covar)
+            estimator, amount = shrunk.fit(Z[fit_rows], reg_covar, folds.fit_weights(fit_rows))
         except FitError as exc:
             return record | {"status": f"failed: {exc}"}
         scores.append(estimator.score_samples(Z[scored]) + log_jacobian)
@@ -181,7 +228,7 @@ def fold_spaces(
         if not rotate:
             spaces.append((Z[fit_rows], Z[scored], log_jacobian))
             continue
-        rotation = kde.whitening(Z[fit_rows])
+        rotation = kde.whitening(Z[fit_rows], folds.fit_weights(fit_rows))
         if rotation is None:
             return None
         jacobian = log_jacobian + kde.log_abs_det(rotation)
@@ -208,15 +255,23 @@ def kde_candidate(
         "chosen": False,
     }
     spaces = fold_spaces(Z, folds, rotate, log_jacobian)
-    if spaces is None or (rotate and kde.whitening(Z) is None):
+    if spaces is None or (rotate and kde.whitening(Z, folds.weights) is None):
         return record | {"status": "skipped: the columns are (nearly) collinear"}
     from gencli.density.families.kde_folds import FoldSums
+    from gencli.fitting.bandwidth_cv import WeightedFoldSums
 
-    sums = FoldSums([(fitted, scored) for fitted, scored, _ in spaces])
+    pairs = [(fitted, scored) for fitted, scored, _ in spaces]
+    if folds.weights is None:
+        sums = FoldSums(pairs)
+    else:
+        fitted_weights = [folds.weights[fit_rows] for fit_rows, _ in folds.pairs]
+        scored_weights = [folds.weights[scored] for _, scored in folds.pairs]
+        sums = WeightedFoldSums(pairs, fitted_weights, scored_weights)
     if bandwidth == "cv":
         h = cv_bandwidth(sums, spaces, folds, kernel, seed)
     else:
-        h, _rule = kde.choose_bandwidth(spaces[0][0], bandwidth, kernel)
+        first_weights = folds.fit_weights(folds.pairs[0][0])
+        h, _rule = kde.choose_bandwidth(spaces[0][0], bandwidth, kernel, first_weights)
     scores = kde_scores(sums, spaces, kernel, h)
     return record | {"bandwidth": h, "status": "ok", "scores": scores}
 
@@ -224,28 +279,43 @@ def kde_candidate(
 def cv_bandwidth(
     sums: FoldSums, spaces: list[FoldSpace], folds: Folds, kernel: str, seed: int | None
 ) -> float:
-    """The bandwidth that maximizes the folds' mean log-likelihood. On many rows it is
-    found on a seeded sample of ``BANDWIDTH_SEARCH_ROWS`` of the fold's fitted rows (5
-    folds) and scaled to the fold's size by the rate n^(-1/(d+4)) every bandwidth rule
-    shares."""
-    from gencli.fitting.selection import cv_folds, cv_log_likelihood, fold_sums, search_bandwidth
+    """The bandwidth that maximizes the folds' (weighted) mean log-likelihood. On many rows
+    it is found on a seeded sample of ``BANDWIDTH_SEARCH_ROWS`` of the fold's fitted rows
+    (5 folds) and scaled to the fold's size by the rate n^(-1/(d+4)) every bandwidth rule
+    shares (n_eff with row weights)."""
+    from gencli.density.families.kde import effective_size
+    from gencli.fitting.bandwidth_cv import (
+        cv_folds,
+        cv_log_likelihood,
+        fold_sums,
+        search_bandwidth,
+    )
 
     first = spaces[0][0]
+    first_weights = folds.fit_weights(folds.pairs[0][0])
     n, d = first.shape
     if len(folds.pairs) == folds.cut_into:
-        objective: Callable[[float], float] = lambda h: float(  # noqa: E731
-            np.mean(floored(kde_scores(sums, spaces, kernel, h)))
+        held = folds.scored_weights
+        objective: Callable[[float], float] = lambda h: mean_score(  # noqa: E731
+            kde_scores(sums, spaces, kernel, h), held
         )
-        return search_bandwidth(objective, first, kernel, xatol=BANDWIDTH_XATOL)
-    sample = np.random.default_rng(seed).choice(
-        n, size=min(n, BANDWIDTH_SEARCH_ROWS), replace=False
+        return search_bandwidth(
+            objective, first, kernel, xatol=BANDWIDTH_XATOL, weights=first_weights
+        )
+    sample = np.sort(
+        np.random.default_rng(seed).choice(n, size=min(n, BANDWIDTH_SEARCH_ROWS), replace=False)
     )
-    small = first[np.sort(sample)]
-    small_sums = fold_sums(small, cv_folds(small.shape[0], 5, seed))
+    small = first[sample]
+    small_weights = None if first_weights is None else first_weights[sample]
+    small_sums = fold_sums(small, cv_folds(small.shape[0], 5, seed), small_weights)
     h = search_bandwidth(
         lambda h: cv_log_likelihood(small_sums, kernel, h, small.shape[0]),
         small,
         kernel,
         xatol=BANDWIDTH_XATOL,
+        weights=small_weights,
     )
-    return h * (small.shape[0] * 0.8 / n) ** (1.0 / (d + 4))
+    if small_weights is None or first_weights is None:
+        return h * (small.shape[0] * 0.8 / n) ** (1.0 / (d + 4))
+    ratio = effective_size(small_weights) * 0.8 / effective_size(first_weights)
+    return h * ratio ** (1.0 / (d + 4))

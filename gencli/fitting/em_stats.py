@@ -14,7 +14,9 @@ Two flaws of textbook distributed EM are avoided: responsibilities are computed 
 space (raw densities underflow for rows far from every component), and covariances come
 from the scatter about the current means shifted exactly to the new ones, never from
 E[xx^T] - mu mu^T (which cancels catastrophically when the means are large against the
-spread). Row weights and missing values can reuse the same statistics.
+spread). Row weights multiply the responsibilities (:func:`statistics`' ``weights``): the
+statistics, and so the M-step, are then those of the rows repeated w_i times, and ``rows``
+is the summed weight, so the mean log-likelihood and the ``tol`` rule are per unit of weight.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class Statistics:
     weight: np.ndarray  # (K,) summed responsibilities
     offset: np.ndarray  # (K, d) sum of r * (z - centre)
     scatter: np.ndarray  # full (K, d, d), tied (d, d), diag/spherical (K, d)
-    log_likelihood: float  # summed log-density of the rows (nan for hard assignments)
-    rows: int
+    log_likelihood: float  # summed (weighted) log-density of the rows (nan for hard assignments)
+    rows: float  # the row count, or the summed weight of weighted rows
 
     def __add__(self, other: Statistics) -> Statistics:
         return Statistics(
@@ -73,25 +75,38 @@ def total(parts: list[Statistics]) -> Statistics:
 BLOCK_ROWS = 131_072
 
 
-def statistics(Z: np.ndarray, params: dict[str, Any]) -> Statistics:
+def statistics(
+    Z: np.ndarray, params: dict[str, Any], weights: np.ndarray | None = None
+) -> Statistics:
     """E-step statistics of rows ``Z`` under mixture ``params`` (responsibilities in log
-    space), in blocks of ``BLOCK_ROWS`` rows."""
+    space), in blocks of ``BLOCK_ROWS`` rows. ``weights`` (one per row, > 0) multiply each
+    row's responsibilities and log-likelihood: integer weights give the statistics of the
+    rows repeated that many times."""
     if Z.shape[0] > BLOCK_ROWS:
         return total(
-            [_statistics(Z[s : s + BLOCK_ROWS], params) for s in range(0, Z.shape[0], BLOCK_ROWS)]
+            [
+                _statistics(
+                    Z[s : s + BLOCK_ROWS],
+                    params,
+                    None if weights is None else weights[s : s + BLOCK_ROWS],
+                )
+                for s in range(0, Z.shape[0], BLOCK_ROWS)
+            ]
         )
-    return _statistics(Z, params)
+    return _statistics(Z, params, weights)
 
 
-def _statistics(Z: np.ndarray, params: dict[str, Any]) -> Statistics:
+def _statistics(Z: np.ndarray, params: dict[str, Any], weights: np.ndarray | None) -> Statistics:
     log_prob = gmm.weighted_log_probs(params, Z)
     top = log_prob.max(axis=1, keepdims=True)
     with np.errstate(under="ignore"):
         shifted = np.exp(log_prob - top)
         norm = shifted.sum(axis=1, keepdims=True)
         resp = shifted / norm
-    log_likelihood = float(np.sum(top[:, 0] + np.log(norm[:, 0])))
-    return _accumulate(Z, resp, params["means"], params["covariance_type"], log_likelihood)
+    row_log_lik = top[:, 0] + np.log(norm[:, 0])
+    log_likelihood = float(np.sum(row_log_lik) if weights is None else weights @ row_log_lik)
+    means, kind = params["means"], params["covariance_type"]
+    return _accumulate(Z, resp, means, kind, log_likelihood, weights)
 
 
 def hard_statistics(Z: np.ndarray, centres: np.ndarray, covariance_type: str) -> Statistics:
@@ -100,15 +115,36 @@ def hard_statistics(Z: np.ndarray, centres: np.ndarray, covariance_type: str) ->
     # Squared distances from the differences, not |z|^2 - 2 z.c + |c|^2 (which cancels
     # for rows far from the origin, e.g. unstandardized data near 1e8).
     distance = np.column_stack([np.einsum("ij,ij->i", Z - c, Z - c) for c in centres])
+    return label_statistics(Z, np.argmin(distance, axis=1), centres, covariance_type)
+
+
+def label_statistics(
+    Z: np.ndarray,
+    labels: np.ndarray,
+    centres: np.ndarray,
+    covariance_type: str,
+    weights: np.ndarray | None = None,
+) -> Statistics:
+    """Statistics with row i given wholly to component ``labels[i]`` (with its weight):
+    scikit-learn's k-means initialization, from the labels k-means gave."""
     resp = np.zeros((Z.shape[0], centres.shape[0]))
-    resp[np.arange(Z.shape[0]), np.argmin(distance, axis=1)] = 1.0
-    return _accumulate(Z, resp, centres, covariance_type, math.nan)
+    resp[np.arange(Z.shape[0]), labels] = 1.0
+    return _accumulate(Z, resp, centres, covariance_type, math.nan, weights)
 
 
 def _accumulate(
-    Z: np.ndarray, resp: np.ndarray, centres: np.ndarray, covariance_type: str, log_lik: float
+    Z: np.ndarray,
+    resp: np.ndarray,
+    centres: np.ndarray,
+    covariance_type: str,
+    log_lik: float,
+    weights: np.ndarray | None = None,
 ) -> Statistics:
     k, d = centres.shape
+    rows: float = Z.shape[0]
+    if weights is not None:
+        resp = resp * weights[:, None]
+        rows = float(np.sum(weights))
     weight = resp.sum(axis=0)
     offset = np.empty((k, d))
     scatter = np.zeros((d, d) if covariance_type == "tied" else (k, d, d))
@@ -124,7 +160,7 @@ def _accumulate(
             scatter += weighted.T @ diff
         else:
             scatter[j] = np.einsum("ij,ij->j", weighted, diff)
-    return Statistics(weight, offset, scatter, log_lik, int(Z.shape[0]))
+    return Statistics(weight, offset, scatter, log_lik, rows)
 
 
 def m_step(

@@ -4,6 +4,14 @@
 on the training rows, measure on the held-out ones and refit on every row. Each checks
 what it can (rows per component, covariances a table can estimate, memory for the search,
 the bandwidth) before scikit-learn or scipy is loaded.
+
+Row weights (:class:`Rows`' ``weights``): every fit maximizes sum_i w_i log p(x_i), so
+integer weights give the model of the rows repeated w_i times for fixed settings (a
+mixture's K, covariance and start, a kernel density's bandwidth). Choices that depend on
+the number of rows use the effective sample size n_eff = (sum w)^2 / sum w^2 instead (the
+bandwidth rules, BIC's penalty; see :mod:`gencli.fitting.selection`), and every figure made
+here (BIC and AIC, held-out and cross-validated means) is weighted. The per-row
+log-densities returned stay per row, unweighted.
 """
 
 from __future__ import annotations
@@ -19,7 +27,12 @@ from gencli.fitting.selection import Listener
 
 @dataclass(frozen=True)
 class Rows:
-    """What every family's fit needs: the rows, their split, and the run's settings."""
+    """What every family's fit needs: the rows, their split, and the run's settings.
+
+    ``weights`` (one per row of Z, positive and finite, or None for unweighted rows) and
+    ``train_weights`` / ``valid_weights`` (aligned with ``train`` / ``valid``); when
+    ``train`` is ``Z`` itself (no held-out rows) ``train_weights`` may be left out.
+    """
 
     Z: np.ndarray
     train: np.ndarray
@@ -29,6 +42,23 @@ class Rows:
     seed: int | None
     jobs: int | None
     on_candidate: Listener | None
+    weights: np.ndarray | None = None
+    train_weights: np.ndarray | None = None
+    valid_weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            if self.train_weights is not None or self.valid_weights is not None:
+                raise ValueError("train or held-out weights without weights")
+            return
+        if self.train_weights is None and self.train is self.Z:
+            object.__setattr__(self, "train_weights", self.weights)
+        parts = [(self.Z, self.weights), (self.train, self.train_weights)]
+        if self.valid is not None:
+            parts.append((self.valid, self.valid_weights))
+        for part, weights in parts:
+            if weights is None or weights.shape != (part.shape[0],):
+                raise ValueError("row weights must be given for, and aligned with, each part")
 
 
 TRAIN_SCORED_ROWS = 2_000
@@ -113,6 +143,7 @@ def _fit_gmm_in_session(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     from gencli.density.families import gmm
+    from gencli.fitting import weighted_gmm
     from gencli.fitting.selection import fit_candidate, select_gmm
 
     Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
@@ -129,6 +160,8 @@ def _fit_gmm_in_session(
             options=options,
             jobs=jobs,
             on_candidate=on_candidate,
+            train_weights=rows.train_weights,
+            valid_weights=rows.valid_weights,
         )
         chosen, estimator, fixes = choice.options, choice.estimator, list(choice.fixes)
         selection = {
@@ -153,9 +186,17 @@ def _fit_gmm_in_session(
         chosen = {**options, "components": ks[0], "covariance": covariances[0]}
         if "repair_collapse" in settings:  # decided on --model auto's folds
             chosen["repair_collapse"] = settings["repair_collapse"]
-            estimator = gmm.fit(Z_train, fixes=fixes, **chosen)
+            estimator = weighted_gmm.fit(Z_train, rows.train_weights, fixes=fixes, **chosen)
         else:
-            estimator, kept = fit_candidate(Z_train, Z_valid, log_jacobian, chosen, fixes)
+            estimator, kept = fit_candidate(
+                Z_train,
+                Z_valid,
+                log_jacobian,
+                chosen,
+                fixes,
+                rows.train_weights,
+                rows.valid_weights,
+            )
             chosen["repair_collapse"] = not kept
     # Start the refit from the repaired settings of the chosen fit.
     chosen = chosen | {
@@ -169,7 +210,9 @@ def _fit_gmm_in_session(
     heldout = gmm.score_rows(estimator, Z_valid) + log_jacobian if Z_valid is not None else None
     measured = gmm.to_params(estimator)  # the fit the held-out rows measure
     if refitted:
-        estimator = gmm.fit(Z, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen)
+        estimator = weighted_gmm.fit(
+            Z, rows.weights, fixes=fixes, collapse_reg_covar=settings["reg_covar"], **chosen
+        )
         train_scores = gmm.score_rows(estimator, Z) + log_jacobian
     warnings = []
     if not estimator.converged_:
@@ -197,18 +240,20 @@ def _fit_gmm_in_session(
 
 def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     from gencli.density.families import kde
-    from gencli.fitting.selection import select_bandwidth
+    from gencli.fitting.bandwidth_cv import select_bandwidth
 
     Z, Z_train, Z_valid, log_jacobian = rows.Z, rows.train, rows.valid, rows.log_jacobian
     refit, seed, on_candidate = rows.refit, rows.seed, rows.on_candidate
+    train_weights = rows.train_weights
 
     kernel = settings["kernel"]
     bandwidth = settings["bandwidth"]
-    rotation = kde.whitening(Z_train) if settings.get("rotate") else None
+    rotation = kde.whitening(Z_train, train_weights) if settings.get("rotate") else None
     if settings.get("rotate") and rotation is None:
         raise FitError("the columns are (nearly) collinear: kernels cannot follow them")
     if bandwidth != "cv":  # refuse a bad one before loading
-        kde.choose_bandwidth(Z_train if rotation is None else Z_train @ rotation, bandwidth, kernel)
+        space = Z_train if rotation is None else Z_train @ rotation
+        kde.choose_bandwidth(space, bandwidth, kernel, train_weights)
     load_libraries("kde", settings)
     selection = None
     rule: str | None
@@ -224,6 +269,7 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
             seed=seed,
             log_jacobian=log_jacobian,
             on_candidate=on_candidate,
+            weights=train_weights,
         )
         selection = {"criterion": "cv", "parameter": "bandwidth", "candidates": history}
         chosen: float | str = value
@@ -231,7 +277,9 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     else:
         chosen = bandwidth
         rule = bandwidth if isinstance(bandwidth, str) else None
-    params = kde.fit(Z_train, bandwidth=chosen, kernel=kernel, rotation=rotation)
+    params = kde.fit(
+        Z_train, bandwidth=chosen, kernel=kernel, rotation=rotation, weights=train_weights
+    )
     heldout = None
     if Z_valid is not None:
         heldout = kde.log_density(params, Z_valid, mode="fixed") + log_jacobian
@@ -241,10 +289,12 @@ def fit_kde(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
     if refitted:
         # A rule of thumb depends on n, so it is recomputed on every row (a rotation too).
         if rotation is not None:
-            rotation = kde.whitening(Z)
+            rotation = kde.whitening(Z, rows.weights)
             if rotation is None:
                 raise FitError("the columns are (nearly) collinear: kernels cannot follow them")
-        params = kde.fit(Z, bandwidth=chosen, kernel=kernel, rotation=rotation)
+        params = kde.fit(
+            Z, bandwidth=chosen, kernel=kernel, rotation=rotation, weights=rows.weights
+        )
         final_rows = Z
     scored = training_rows_scored(final_rows.shape[0], seed)
     train_scores = kde.log_density(params, final_rows[scored], mode="fixed") + log_jacobian
@@ -316,14 +366,14 @@ def fit_shrunk(rows: Rows, settings: dict[str, Any]) -> dict[str, Any]:
 
     load_libraries("gmm", settings)
     reg_covar = float(settings["reg_covar"])
-    estimator, amount = shrunk.fit(rows.train, reg_covar)
+    estimator, amount = shrunk.fit(rows.train, reg_covar, rows.train_weights)
     heldout = None
     if rows.valid is not None:
         heldout = gmm.score_rows(estimator, rows.valid) + rows.log_jacobian
     measured = gmm.to_params(estimator)
     refitted = rows.refit and rows.valid is not None
     if refitted:
-        estimator, amount = shrunk.fit(rows.Z, reg_covar)
+        estimator, amount = shrunk.fit(rows.Z, reg_covar, rows.weights)
     final_rows = rows.Z if refitted else rows.train
     return {
         "estimator": estimator,

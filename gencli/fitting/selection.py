@@ -1,40 +1,36 @@
-"""Choosing the model: the number of components and covariance of a mixture, and the
-bandwidth of a kernel density.
+"""Choosing a mixture: the number of components and the covariance type.
 
-Mixtures are compared by BIC, AIC or mean held-out log-likelihood; bandwidths by the
-k-fold cross-validated log-likelihood, maximised over log-bandwidth by bracketing and
-then Brent's method rather than on a coarse grid. Every score is in the data's own units
-(the standardization's Jacobian is added), so the numbers in the table are comparable
+Mixtures are compared by BIC, AIC or mean held-out log-likelihood (a kernel density's
+bandwidth is chosen in :mod:`gencli.fitting.bandwidth_cv`). Every score is in the data's own
+units (the standardization's Jacobian is added), so the numbers in the table are comparable
 with those of ``gencli score``.
+
+With row weights every figure is weighted: the fit maximizes sum_i w_i log p(x_i)
+(:mod:`gencli.fitting.weighted_gmm`), held-out means are weighted means, and BIC and AIC
+take n_eff times the weighted mean log-likelihood as the total and log n_eff as BIC's
+penalty per parameter (n_eff the Kish effective sample size, :func:`kde.effective_size`),
+so they do not change when every weight is scaled. For frequency weights they differ from
+BIC and AIC on the repeated rows (whose n is the summed weight) in exactly that choice.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gencli.density.families import gmm, kde
 from gencli.errors import FitError, Stopped
 
-if TYPE_CHECKING:
-    from gencli.density.families.kde_folds import FoldSums
-
 AUTO_COMPONENTS = range(1, 11)
 CRITERIA = ("bic", "aic", "heldout")
-DEFAULT_FOLDS = 5
-# A held-out row that no kernel reaches has log-density -inf; in the CV objective it
-# counts as this many nats below zero, so that the search still has a slope to follow.
-UNREACHED_LOG_DENSITY = -1000.0
-# Doublings (or halvings) of Scott's bandwidth the CV search tries before giving up: a
-# factor of 1.7e7 either way, far past any real optimum (exact repeats drive it to 0).
-_BRACKET_STEPS = 24
 
 Candidate = dict[str, Any]
 Listener = Callable[[Candidate], None]
@@ -77,8 +73,9 @@ def mixture_grid(components: Any, covariance: str) -> tuple[list[int], list[str]
     return ks, list(gmm.COVARIANCE_TYPES) if covariance == "auto" else [covariance]
 
 
-def information_criteria(log_likelihood: float, n_params: int, n_rows: int) -> dict[str, float]:
-    """BIC and AIC from a total log-likelihood (lower is better)."""
+def information_criteria(log_likelihood: float, n_params: int, n_rows: float) -> dict[str, float]:
+    """BIC and AIC from a total log-likelihood (lower is better); weighted rows give
+    n_eff x their weighted mean and ``n_rows`` = n_eff (see the module's docstring)."""
     return {
         "bic": -2.0 * log_likelihood + n_params * math.log(n_rows),
         "aic": -2.0 * log_likelihood + 2.0 * n_params,
@@ -101,20 +98,25 @@ def fit_candidate(
     log_jacobian: float,
     options: dict[str, Any],
     fixes: list[str],
+    train_weights: np.ndarray | None = None,
+    valid_weights: np.ndarray | None = None,
 ) -> tuple[Any, bool]:
     """One mixture fit, and whether it is the fit a collapse repair would have replaced.
 
     A repair must never make the held-out likelihood worse than not repairing: when the
     collapse repair replaced the first fit and there are held-out rows, the two are scored
-    there and the better is kept (a real narrow cluster is not a spike on a few rows).
+    there (weighted means with row weights) and the better is kept (a real narrow cluster
+    is not a spike on a few rows).
     """
+    from gencli.fitting import weighted_gmm
+
     twins: list[Any] = []
-    estimator = gmm.fit(Z_train, fixes=fixes, unrepaired=twins, **options)
+    estimator = weighted_gmm.fit(Z_train, train_weights, fixes=fixes, unrepaired=twins, **options)
     twins = [t for t in twins if point_collapses_only(t, options["reg_covar"])]
     if not twins or Z_valid is None or not len(Z_valid):
         return estimator, False
-    repaired = mean_log_density(estimator.score_samples(Z_valid)) + log_jacobian
-    unrepaired = mean_log_density(twins[0].score_samples(Z_valid)) + log_jacobian
+    repaired = mean_log_density(estimator.score_samples(Z_valid), valid_weights) + log_jacobian
+    unrepaired = mean_log_density(twins[0].score_samples(Z_valid), valid_weights) + log_jacobian
     if unrepaired <= repaired:
         return estimator, False
     fixes.append(
@@ -149,9 +151,11 @@ def point_collapses_only(estimator: Any, reg_covar: float) -> bool:
     return bool(collapsed.any() and np.all(spectra[collapsed].max(axis=1) <= POINT_SPREAD * floor))
 
 
-def mean_log_density(scores: np.ndarray) -> float:
-    """The mean of finite log-densities; -inf when any row is -inf or NaN."""
-    return float(np.mean(scores)) if np.all(np.isfinite(scores)) else -math.inf
+def mean_log_density(scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The (weighted) mean of finite log-densities; -inf when any row is -inf or NaN."""
+    if not np.all(np.isfinite(scores)):
+        return -math.inf
+    return float(np.mean(scores) if weights is None else np.average(scores, weights=weights))
 
 
 def _evaluate_candidate(
@@ -159,15 +163,31 @@ def _evaluate_candidate(
     Z_valid: np.ndarray | None,
     log_jacobian: float,
     options: dict[str, Any],
+    train_weights: np.ndarray | None = None,
+    valid_weights: np.ndarray | None = None,
 ) -> tuple[Candidate, Any]:
     fixes: list[str] = []
-    estimator, kept_unrepaired = fit_candidate(Z_train, Z_valid, log_jacobian, options, fixes)
-    n, d = Z_train.shape
-    total = float(np.sum(estimator.score_samples(Z_train))) + n * log_jacobian
+    estimator, kept_unrepaired = fit_candidate(
+        Z_train, Z_valid, log_jacobian, options, fixes, train_weights, valid_weights
+    )
+    d = Z_train.shape[1]
+    train_scores = estimator.score_samples(Z_train)
+    if train_weights is None:
+        n: float = Z_train.shape[0]
+        total = float(np.sum(train_scores)) + n * log_jacobian
+    else:  # n_eff x the weighted mean: unchanged when every weight is scaled
+        n = kde.effective_size(train_weights)
+        total = n * (float(np.average(train_scores, weights=train_weights)) + log_jacobian)
     params = gmm.n_parameters(options["components"], options["covariance"], d)
     heldout = None
     if Z_valid is not None and len(Z_valid):
-        heldout = float(np.mean(estimator.score_samples(Z_valid))) + log_jacobian
+        valid_scores = estimator.score_samples(Z_valid)
+        mean = (
+            np.mean(valid_scores)
+            if valid_weights is None
+            else np.average(valid_scores, weights=valid_weights)
+        )
+        heldout = float(mean) + log_jacobian
     record: Candidate = {
         "components": options["components"],
         "covariance": options["covariance"],
@@ -204,12 +224,15 @@ def select_gmm(
     options: dict[str, Any],
     jobs: int | None = None,
     on_candidate: Listener | None = None,
+    train_weights: np.ndarray | None = None,
+    valid_weights: np.ndarray | None = None,
 ) -> GmmChoice:
     """Fit every (components, covariance) candidate and pick the best by ``criterion``.
 
     Candidates that need more distinct rows than the data has are skipped; the others
     run side by side on ``jobs`` threads (None or -1: one per core), each fit on one
     core, reporting to ``on_candidate`` as each ends. Call inside :func:`gmm.em_session`.
+    Row weights (``train_weights``, ``valid_weights``) weight the fits and every figure.
     """
     if criterion not in CRITERIA:
         raise FitError(f"unknown criterion '{criterion}'; use one of {', '.join(CRITERIA)}")
@@ -223,9 +246,15 @@ def select_gmm(
             "use fewer --components"
         )
     grid = [{**options, "components": k, "covariance": c} for c in covariances for k in feasible]
-    records, best, estimator = _run_candidates(
-        Z_train, Z_valid, log_jacobian, grid, criterion, jobs, on_candidate
+    evaluate = functools.partial(
+        _evaluate_candidate,
+        Z_train,
+        Z_valid,
+        log_jacobian,
+        train_weights=train_weights,
+        valid_weights=valid_weights,
     )
+    records, best, estimator = _run_candidates(evaluate, grid, criterion, jobs, on_candidate)
     records[best]["chosen"] = True
     # Repairs of the other candidates stay in their rows of the table.
     chosen = grid[best] | {"repair_collapse": records[best].get("repair_collapse", True)}
@@ -268,9 +297,7 @@ def worker_count(jobs: int | None, n_candidates: int) -> int:
 
 
 def _run_candidates(
-    Z_train: np.ndarray,
-    Z_valid: np.ndarray | None,
-    log_jacobian: float,
+    evaluate: Callable[[dict[str, Any]], tuple[Candidate, Any]],
     grid: list[dict[str, Any]],
     criterion: str,
     jobs: int | None,
@@ -288,7 +315,7 @@ def _run_candidates(
     if workers == 1:
         records = []
         for i, options in enumerate(grid):
-            record, estimator = _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
+            record, estimator = evaluate(options)
             best.offer(i, record, estimator)
             del estimator
             if on_candidate is not None:
@@ -298,7 +325,7 @@ def _run_candidates(
 
     def run(options: dict[str, Any]) -> tuple[Candidate, Any]:
         with gmm.one_thread_here():
-            return _evaluate_candidate(Z_train, Z_valid, log_jacobian, options)
+            return evaluate(options)
 
     # Reported in grid order as soon as every earlier candidate is in, so the table reads
     # the same on every run however the threads interleave.
@@ -326,108 +353,3 @@ def _run_candidates(
         # finish, so none outlives the search (and its thread limits) in a Python session.
         pool.shutdown(wait=not stopping, cancel_futures=True)
     return [done[i] for i in range(len(grid))], best.index, best.estimator
-
-
-# ----------------------------------------------------------------------------- bandwidth
-
-
-def cv_folds(n_rows: int, folds: int, seed: int | None) -> list[np.ndarray]:
-    """Held-out row indices of each fold: scikit-learn's KFold, shuffled with the seed."""
-    from sklearn.model_selection import KFold
-
-    if not 2 <= folds <= n_rows:
-        raise FitError(f"--folds must be between 2 and the number of rows ({n_rows}), got {folds}")
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [test for _, test in splitter.split(np.zeros((n_rows, 1)))]
-
-
-def cv_log_likelihood(sums: FoldSums, kernel: str, bandwidth: float, n_rows: int) -> float:
-    """Mean held-out log-likelihood per row (standardized units) over the folds of ``sums``."""
-    total = 0.0
-    for scores in sums.log_density(kernel, bandwidth):
-        total += float(np.sum(np.maximum(scores, UNREACHED_LOG_DENSITY)))
-    return total / n_rows
-
-
-def fold_sums(Z: np.ndarray, folds: list[np.ndarray]) -> FoldSums:
-    """Each fold's fitted and held-out rows, ready to be scored at many bandwidths."""
-    from gencli.density.families.kde_folds import FoldSums
-
-    pairs = []
-    for test in folds:
-        train = np.ones(Z.shape[0], dtype=bool)
-        train[test] = False
-        pairs.append((Z[train], Z[test]))
-    return FoldSums(pairs)
-
-
-def select_bandwidth(
-    Z: np.ndarray,
-    *,
-    kernel: str,
-    folds: int = DEFAULT_FOLDS,
-    seed: int | None = 0,
-    log_jacobian: float = 0.0,
-    xatol: float = 1e-3,
-    on_candidate: Listener | None = None,
-) -> tuple[float, list[Candidate]]:
-    """The bandwidth that maximises the k-fold cross-validated log-likelihood (searched by
-    :func:`search_bandwidth`), and every bandwidth tried with its score."""
-    sums = fold_sums(Z, cv_folds(Z.shape[0], folds, seed))
-    history: list[Candidate] = []
-
-    def objective(h: float) -> float:
-        value = cv_log_likelihood(sums, kernel, h, Z.shape[0])
-        record = {"bandwidth": h, "cv_mean_log_likelihood": value + log_jacobian, "chosen": False}
-        history.append(record)
-        if on_candidate is not None:
-            on_candidate(record)
-        return value
-
-    best = search_bandwidth(objective, Z, kernel, xatol=xatol)
-    for record in history:
-        record["chosen"] = math.isclose(record["bandwidth"], best, rel_tol=1e-12)
-    history.sort(key=lambda r: r["bandwidth"])
-    return best, history
-
-
-def search_bandwidth(
-    objective: Callable[[float], float], Z: np.ndarray, kernel: str, *, xatol: float = 1e-3
-) -> float:
-    """The bandwidth that maximizes ``objective`` (a held-out log-likelihood).
-
-    Starting from Scott's rule on ``Z``, steps of a factor 2 bracket the maximum, then
-    Brent's bounded method refines log-bandwidth to ``xatol`` (0.1% in bandwidth). Each
-    bandwidth is evaluated once.
-    """
-    from scipy.optimize import minimize_scalar
-
-    evaluated: dict[float, float] = {}
-
-    def loss(log_h: float) -> float:
-        if log_h not in evaluated:
-            evaluated[log_h] = -objective(math.exp(log_h))
-        return evaluated[log_h]
-
-    step = math.log(2.0)
-    centre = math.log(kde.rule_of_thumb(Z, "scott", kernel))
-    left, right = centre - step, centre + step
-    for _ in range(_BRACKET_STEPS):
-        f_left, f_centre, f_right = loss(left), loss(centre), loss(right)
-        if f_centre <= f_left and f_centre <= f_right:
-            break
-        if f_left < f_centre:
-            left, centre, right = left - step, left, centre
-        else:
-            left, centre, right = centre, right, right + step
-    else:
-        going = "smaller" if f_left < f_centre else "larger"
-        why = " (rows repeated exactly reward ever narrower kernels)" if going == "smaller" else ""
-        raise FitError(
-            "the cross-validated bandwidth search did not find a maximum: the likelihood "
-            f"kept growing with {going} bandwidths (out to {math.exp(centre):.3g}){why}; "
-            "give a --bandwidth or use scott"
-        )
-    result = minimize_scalar(loss, bounds=(left, right), method="bounded", options={"xatol": xatol})
-    best_log_h = float(result.x) if result.fun <= loss(centre) else centre
-    return math.exp(best_log_h)

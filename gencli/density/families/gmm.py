@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -167,6 +167,7 @@ def fit(
     collapse_reg_covar: float | None = None,
     repair_collapse: bool = True,
     unrepaired: list[Any] | None = None,
+    fit_once: Callable[[np.ndarray, dict[str, Any]], Any] | None = None,
 ) -> Any:
     """Fit a GaussianMixture by EM, repairing fits that break instead of dumping them.
 
@@ -178,6 +179,7 @@ def fit(
     against (default ``reg_covar``), so a refit from repaired settings is not repaired again;
     ``repair_collapse=False`` keeps a collapsed fit. The fit a collapse repair replaced is
     appended to ``unrepaired``, so a caller with held-out rows can keep the better of the two.
+    ``fit_once`` replaces scikit-learn's EM (row weights: :mod:`gencli.fitting.weighted_gmm`).
     """
     check_rows(Z, components)
     fixes = fixes if fixes is not None else []
@@ -188,7 +190,7 @@ def fit(
     for attempt in range(MAX_RETRIES + 1):
         last = attempt == MAX_RETRIES
         try:
-            estimator = _fit_once(Z, options)
+            estimator = (fit_once or _fit_once)(Z, options)
         except ValueError as exc:
             if last:
                 raise FitError(

@@ -26,30 +26,49 @@ MIN_BANDWIDTH = 1e-100
 MAX_BANDWIDTH = 1e100
 
 
-def rule_of_thumb(Z: np.ndarray, rule: str, kernel: str = "gaussian") -> float:
+def effective_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of weighted rows: n when the weights
+    are equal, unchanged when they are all scaled. Rules that depend on n use it."""
+    top = float(weights.max())
+    unit = weights / top  # no overflow or underflow in the squares
+    return float(np.sum(unit) ** 2 / np.sum(unit * unit))
+
+
+def rule_of_thumb(
+    Z: np.ndarray, rule: str, kernel: str = "gaussian", weights: np.ndarray | None = None
+) -> float:
     """Scott's or Silverman's bandwidth for the data's own scale, converted to ``kernel``.
 
     The spread is the root mean of the column variances, which is 1 on standardized data
-    (where this agrees with scikit-learn's rule for the Gaussian kernel).
+    (where this agrees with scikit-learn's rule for the Gaussian kernel). With row
+    ``weights`` the variances are weighted and n is the effective sample size
+    (:func:`effective_size`): for frequency weights this is not the rule on the repeated
+    rows, whose n would be the summed weight.
     """
-    n, d = Z.shape
+    d = Z.shape[1]
+    n = Z.shape[0] if weights is None else effective_size(weights)
     if rule == "scott":
         factor = n ** (-1.0 / (d + 4))
     elif rule == "silverman":
         factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     else:
         raise ValueError(f"unknown bandwidth rule {rule!r}")
-    spread = _spread(Z)
+    spread = _spread(Z, weights)
     if not spread > 0:
         raise FitError("every column is constant, so no bandwidth fits; the data has no spread")
     return factor * spread * kernel_factor(kernel, d)
 
 
-def _spread(Z: np.ndarray) -> float:
-    """Root mean of the column variances, without squaring values near 1e+-300."""
-    from gencli.density.preprocess import column_moments
+def _spread(Z: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Root mean of the (weighted) column variances, without squaring values near 1e+-300."""
+    from gencli.density.preprocess import column_magnitudes, column_moments
 
-    _, std = column_moments(Z)
+    if weights is None:
+        _, std = column_moments(Z)
+    else:  # each column in units of its largest magnitude, as column_moments does
+        magnitude = column_magnitudes(Z)
+        unit, share = Z / magnitude, weights / weights.sum()
+        std = np.sqrt(share @ (unit - share @ unit) ** 2) * magnitude
     largest = float(std.max()) if std.size else 0.0
     if not largest > 0:
         return 0.0
@@ -57,9 +76,10 @@ def _spread(Z: np.ndarray) -> float:
 
 
 def choose_bandwidth(
-    Z: np.ndarray, bandwidth: float | str, kernel: str
+    Z: np.ndarray, bandwidth: float | str, kernel: str, weights: np.ndarray | None = None
 ) -> tuple[float, str | None]:
-    """The bandwidth to use and the rule that chose it (None when given as a number)."""
+    """The bandwidth to use and the rule that chose it (None when given as a number); a
+    rule sees the rows' ``weights``."""
     if kernel not in KERNELS:
         raise FitError(f"unknown kernel '{kernel}'; use one of {', '.join(KERNELS)}")
     if Z.shape[0] < 2:
@@ -70,7 +90,7 @@ def choose_bandwidth(
                 f"unknown bandwidth '{bandwidth}'; give a positive number or one of "
                 f"{', '.join(RULES)}"
             )
-        value = rule_of_thumb(Z, bandwidth, kernel)
+        value = rule_of_thumb(Z, bandwidth, kernel, weights)
         if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
             raise FitError(
                 f"the {bandwidth} bandwidth for this data, {value:.3g}, is outside the range "
@@ -85,7 +105,7 @@ def choose_bandwidth(
     if not (value > 0 and math.isfinite(value)):
         raise FitError(f"--bandwidth must be a positive number but got {bandwidth}")
     if not MIN_BANDWIDTH < value < MAX_BANDWIDTH:
-        scott = rule_of_thumb(Z, "scott", kernel)
+        scott = rule_of_thumb(Z, "scott", kernel, weights)
         raise FitError(
             f"--bandwidth {value:g} is outside the range {MIN_BANDWIDTH:g} to "
             f"{MAX_BANDWIDTH:g} that gencli computes with (beyond it h^2 over- or "
@@ -101,12 +121,17 @@ def fit(
     bandwidth: float | str = "scott",
     kernel: str = "gaussian",
     rotation: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A kernel density is its training points, kernel and bandwidth: return those.
 
     With a ``rotation`` W (see :func:`whitening`) the kernels are round in y = z W rather
     than in z: a full bandwidth matrix that follows the data's correlations, as scipy's
     ``gaussian_kde`` does. The bandwidth (and its rule) is then in y's units.
+
+    Row ``weights`` (> 0) weight the kernels (stored normalized to sum 1): the density is
+    sum_i w_i K_h(x - x_i) / sum_i w_i, for integer weights that of the rows repeated w_i
+    times at the same bandwidth (a rule of thumb differs: see :func:`rule_of_thumb`).
     """
     if np.abs(Z).max() > 1e100:
         raise FitError(
@@ -114,8 +139,8 @@ def fit(
             "(drop --no-standardize) or rescale the data"
         )
     space = Z if rotation is None else Z @ rotation
-    value, rule = choose_bandwidth(space, bandwidth, kernel)
-    params = {
+    value, rule = choose_bandwidth(space, bandwidth, kernel, weights)
+    params: dict[str, Any] = {
         "kernel": kernel,
         "bandwidth": value,
         "bandwidth_rule": rule,
@@ -123,6 +148,8 @@ def fit(
     }
     if rotation is not None:
         params["rotation"] = np.ascontiguousarray(rotation, dtype=np.float64)
+    if weights is not None:
+        params["weights"] = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
     return params
 
 
@@ -131,13 +158,14 @@ def fit(
 MAX_CONDITION = 1e10
 
 
-def whitening(Z: np.ndarray) -> np.ndarray | None:
+def whitening(Z: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | None:
     """W with cov(Z W) = I (W = L^-T for cov(Z) = L L^T), or None where the covariance is
-    too close to singular (or there is one column, where a rotation adds nothing)."""
+    too close to singular (or there is one column, where a rotation adds nothing). With row
+    ``weights`` the covariance is weighted (numpy's ``aweights``: unchanged by scaling them)."""
     n, d = Z.shape
     if d < 2 or n <= d:
         return None
-    covariance = np.cov(Z, rowvar=False)
+    covariance = np.cov(Z, rowvar=False, aweights=weights)
     eigenvalues = np.linalg.eigvalsh(covariance)
     if not (eigenvalues[0] > 0 and eigenvalues[-1] / eigenvalues[0] < MAX_CONDITION):
         return None
