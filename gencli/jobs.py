@@ -86,6 +86,9 @@ def fit_file(
             **options,
         )
     options.pop("max_rows", None)
+    weight_column = options.get("weights")
+    if isinstance(weight_column, str) and columns is not None and weight_column not in columns:
+        columns = [*columns, weight_column]  # read, then taken out of the table by the fit
     keep_missing = options.get("missing") == "em"
     if keep_missing and (dropna or many):
         raise DataError(
@@ -124,7 +127,10 @@ def fit_table(
 
     started = time.perf_counter() if started is None else started
 
-    summary = data_summary(table)  # before the fit, which may standardize the rows in place
+    # The columns modelled (a --weights column is not).
+    modelled = [j for j, c in enumerate(table.columns) if c != options.get("weights")]
+    summary = [data_summary(table)[j] for j in modelled]  # before the fit, which may
+    # standardize the rows in place
     # With no report to draw the rows, they are the fit's to overwrite (a copy fewer).
     options["overwrite_data"] = report is None
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
@@ -144,7 +150,7 @@ def fit_table(
     if report is not None:
         from gencli.reports.files import write_report
 
-        files = write_report(report, record, fitted, table.values)
+        files = write_report(report, record, fitted, table.values[:, modelled])
         record["report_file"] = str(report)
         record["report_files"] = [str(f) for f in files]
     return record

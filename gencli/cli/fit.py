@@ -7,6 +7,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from gencli.cli.fit_summary import fit_lines
 from gencli.cli.options import (
     CONTEXT_SETTINGS,
     COVARIANCE_TYPES,
@@ -26,7 +27,7 @@ from gencli.cli.options import (
     quiet_option,
     seed_option,
 )
-from gencli.cli.output import emit, estimate_note, number, say_unless
+from gencli.cli.output import emit, say_unless
 
 # Options that belong to one family only; giving one to the other family is a usage error.
 FOREIGN_OPTIONS = {
@@ -183,6 +184,14 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     "lie strictly inside; new rows outside score -inf.",
 )
 @click.option(
+    "--weights",
+    metavar="COLUMN",
+    help="Row weights from COLUMN (not modelled): the fit maximizes the weighted "
+    "log-likelihood, so whole-number weights count rows as repeated; rules that depend on "
+    "the number of rows use the effective size (sum w)^2 / sum w^2, and every figure is "
+    "weighted. Rows of weight 0 are dropped.",
+)
+@click.option(
     "--missing",
     type=click.Choice(["em"]),
     default=None,
@@ -290,7 +299,8 @@ def fit(
       gencli fit sample_data/digits.csv --report digits.html -o digits.pkl
       gencli fit sample_data/iris.csv --bounds auto -o iris_pos.pkl
       gencli fit survey.csv --bounds income=0:,share=0:1
-      gencli fit sample_data/iris_gaps.csv --missing em -o iris_em.pkl
+      gencli fit sample_data/wine_holes.csv --missing em -o wine_em.pkl
+      gencli fit survey.csv --weights w -o survey.pkl
       gencli fit data.parquet --columns height,weight --select heldout
       cat data.csv | gencli fit - -o model.pkl --json
       gencli fit parts/ --engine dask -k 1..6 -o big.pkl
@@ -337,112 +347,7 @@ def fit(
     for line in record["warnings"]:
         say_unless(f"warning: {line}", quiet)
     if as_json or not quiet:
-        emit(_fit_lines(record), record, as_json, to_stderr=False)
+        emit(fit_lines(record), record, as_json, to_stderr=False)
     say_unless(f"wrote {record['model_file']}", quiet)
     for path in record.get("report_files", []):
         say_unless(f"wrote {path}", quiet)
-
-
-def _fit_lines(record: dict[str, Any]) -> list[str]:
-    params = record["parameters"]
-    if record["family"] == "gmm":
-        state = "converged" if params["converged"] else "did NOT converge"
-        model_line = (
-            f"model      Gaussian mixture, {params['components']} component"
-            f"{'s' if params['components'] != 1 else ''}, {params['covariance']} covariance; "
-            f"EM {state} in {params['iterations']} iterations"
-        )
-    else:
-        rule = f" ({params['bandwidth_rule']})" if params["bandwidth_rule"] else ""
-        units = "standardized" if record["standardized"] else "data"
-        if params.get("rotated"):
-            units = "decorrelated (kernels follow the columns' correlations)"
-        model_line = (
-            f"model      kernel density, {params['kernel']} kernel, bandwidth "
-            f"{params['bandwidth']:.4g}{rule} in {units} units"
-        )
-    names = record["columns"]
-    columns = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-    lines = [model_line]
-    selection = record["selection"]
-    if selection is not None:
-        candidates = selection["candidates"]
-        how = {
-            "bic": "lowest BIC",
-            "aic": "lowest AIC",
-            "heldout": "best held-out log-likelihood",
-            "cv": f"best {len(candidates)}-point search of the cross-validated log-likelihood",
-        }[selection["criterion"]]
-        if selection["parameter"] == "model":
-            lines += _auto_lines(selection)
-        elif selection["parameter"] == "components":
-            lines.append(f"selected   by {how} among {len(candidates)} candidates")
-        else:
-            lines.append(f"selected   by {how}")
-    lines.append(
-        f"data       {record['source']}: {record['rows']} rows x {len(names)} columns"
-        f" ({columns})" + (", standardized" if record["standardized"] else "")
-    )
-    bounded = record.get("bounds") or []
-    if bounded:
-        from gencli.density.bounds import text
-
-        lines.append(
-            "bounds     "
-            + ", ".join(f"{text(b)} ({b['transform']})" for b in bounded)
-            + ": densities over the support, samples inside"
-        )
-    gaps = record.get("missing")
-    if gaps:
-        lines.append(
-            f"missing    {gaps['cells_missing']} cells ({gaps['fraction_missing']:.1%}) in "
-            f"{gaps['rows_with_gaps']} rows, latent in EM; figures are densities of each "
-            f"row's observed cells ({gaps['observed_cells_per_row']:.3g} per row on average)"
-        )
-    discrete = record.get("discrete_columns") or []
-    if discrete:
-        shown = ", ".join(discrete[:8]) + (
-            f", ... ({len(discrete)} in all)" if len(discrete) > 8 else ""
-        )
-        lines.append(
-            f"discrete   {shown}: whole numbers, scored as log-probability of the value "
-            "(the other columns as log-density)"
-        )
-    validation = record["validation"]
-    if validation is not None:
-        lines.append(
-            f"held-out   mean log-likelihood {number(validation['heldout_mean_log_likelihood'])}"
-            f" nats/row, {number(validation['heldout_bits_per_dimension'])} bits/dim "
-            f"({validation['heldout_rows']} rows the chosen fit never saw)"
-        )
-    refit_note = "" if validation is None or validation["refit"] else ", not refitted"
-    refit_note += estimate_note(record.get("train_estimate"))
-    lines += [
-        f"train      mean log-likelihood {record['mean_log_likelihood']:.4f} nats/row, "
-        f"{record['bits_per_dimension']:.4f} bits/dim (data units{refit_note})",
-        f"time       {record['seconds']:.2f} s",
-    ]
-    return lines
-
-
-def _auto_lines(selection: dict[str, Any]) -> list[str]:
-    """Why the winner won: the method, and the best of each family with its CV score."""
-    from gencli.fitting.names import candidate_name
-
-    candidates = selection["candidates"]
-    scored = [c for c in candidates if c["status"] == "ok"]
-    lines = [
-        f"selected   by {selection['method']} (mean held-out log-likelihood on the training "
-        f"rows) among {len(candidates)} candidates ({len(scored)} scored to the end):"
-    ]
-    for family in ("gmm", "kde"):
-        mine = [c for c in scored if c["family"] == family]
-        if mine:
-            best = max(mine, key=lambda c: c["cv_mean_log_likelihood"])
-            mark = " <- chosen" if best["chosen"] else ""
-            lines.append(
-                f"           best {candidate_name(best):<34s} "
-                f"{best['cv_mean_log_likelihood']:.4f} ± {best['cv_standard_error']:.4f} "
-                f"nats/row{mark}"
-            )
-    return lines

@@ -67,8 +67,13 @@ def sample_entropy(seed: int | None) -> int:
     return int(np.random.SeedSequence(seed).entropy)  # type: ignore[arg-type]
 
 
-def log_likelihood_summary(log_density: np.ndarray, n_features: float) -> dict[str, float]:
-    """Mean and total log-likelihood (nats) and bits per dimension of scored rows."""
+def log_likelihood_summary(
+    log_density: np.ndarray, n_features: float, weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Mean and total log-likelihood (nats) and bits per dimension of scored rows (means
+    and totals weighted by ``weights`` when given)."""
+    if weights is not None and log_density.size:
+        log_density = log_density * (weights * (weights.size / np.sum(weights)))
     mean = float(np.mean(log_density)) if log_density.size else float("nan")
     return {
         "rows": int(log_density.size),

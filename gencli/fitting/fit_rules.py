@@ -97,9 +97,10 @@ def validation_record(
     heldout_scores: np.ndarray,
     refitted: bool,
     n_features: float,
+    weights: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> dict[str, Any]:
-    train = log_likelihood_summary(train_scores, n_features)
-    heldout = log_likelihood_summary(heldout_scores, n_features)
+    train = log_likelihood_summary(train_scores, n_features, weights[0])
+    heldout = log_likelihood_summary(heldout_scores, n_features, weights[1])
     return {
         "fraction": float(fraction),
         "train_rows": int(train_scores.size),

@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +34,7 @@ from gencli.density.preprocess import (
     standardize,
 )
 from gencli.errors import FitError, ResourceError
-from gencli.fitting import missing_rows
+from gencli.fitting import missing_rows, row_weights
 from gencli.fitting.family_fits import (
     Rows,
     fit_gmm,
@@ -72,6 +73,7 @@ def fit(
     discrete: str | Sequence[str] | None = None,
     bounds: str | Sequence[str] | dict[str, Any] | None = None,
     missing: str | None = None,
+    weights: str | Any = None,
     folds: int = 5,
     validation: float = 0.2,
     refit: bool = True,
@@ -117,6 +119,10 @@ def fit(
             'em': a Gaussian mixture fitted by EM with the empty cells latent, so rows with
             gaps still inform the fit (:mod:`gencli.fitting.missing_fit`); its figures are
             densities of each row's observed cells.
+        weights: row weights: the name of a column of ``data`` (not modelled) or one
+            non-negative number per row. The fit maximizes sum w log p, so whole-number
+            weights count rows as repeated; rules that depend on the number of rows use
+            Kish's effective size; rows of weight 0 are dropped. Every figure is weighted.
         validation: fraction of rows held out (seeded) to measure the chosen model.
         refit: refit the chosen model on every row after measuring it.
         seed: seeds every random step.
@@ -144,6 +150,8 @@ def fit(
     model, settings = resolve_model(model, {k: v for k, v in given.items() if v is not None})
     if missing not in (None, "em"):
         raise FitError(f"missing must be None or 'em', not {missing!r}")
+    if isinstance(weights, str) and columns is not None and weights not in columns:
+        columns = [*columns, weights]  # read with the columns, then taken out of the table
     table = as_table(data, columns=columns, allow_missing=missing == "em")
     options = settings | {
         "standardize": standardize,
@@ -151,6 +159,7 @@ def fit(
         "discrete": discrete,
         "bounds": bounds,
         "missing": missing,
+        "weights": weights,
         "validation": validation,
         "refit": refit,
         "seed": seed,
@@ -212,10 +221,13 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
-    early_warnings: list[str] = []
+    table, w, early_warnings = row_weights.take(table, options.get("weights"))
     missing_em = options.get("missing") == "em"
+    if missing_em and w is not None:
+        raise FitError(f"{table.source}: --missing em and --weights cannot be combined yet")
     if missing_em:  # rows with gaps kept: EM treats their empty cells as latent
         table, model, early_warnings = missing_rows.prepare(table, model, options)
+        w = None
     X = table.values
     if table.n_rows < 2:
         raise FitError(f"{table.source}: has {table.n_rows} row; a density needs at least 2 rows")
@@ -235,7 +247,10 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     if bounded is not None:  # fitted to log / logit of the bounded columns
         X = bounded.forward(X)
     if standardize_rows:
-        shift, scale = (missing_rows.standardization if missing_em else standardization)(X)
+        if w is not None:
+            shift, scale = row_weights.standardization(X, w)
+        else:
+            shift, scale = (missing_rows.standardization if missing_em else standardization)(X)
         refuse_tails_past_the_double_range(X, scale, table.columns, table.source)
     else:
         refuse_unstandardized_extremes(X, table.columns, table.source, model, options["reg_covar"])
@@ -245,7 +260,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     if bounded is not None:  # the transforms' mean Jacobian on the training rows: the
         # candidates' figures then read in data units (the final ones are scored exactly)
         own = X_raw if valid_rows is None else X_raw[train_rows]
-        log_jacobian += float(np.mean(bounded.log_jacobian(own)))
+        weight = None if w is None else (w if valid_rows is None else w[train_rows])
+        log_jacobian += row_weights.mean(bounded.log_jacobian(own), weight)
     need, what = rows_needed(model, options)
     refuse_small_training_split(table.n_rows, len(train_rows), validation, need, what, table.source)
     if valid_rows is not None:
@@ -255,7 +271,8 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     # The raw rows are needed after the fit only to score them again (discrete boxes, or a
     # fit that did not score every row); otherwise a caller that hands its rows over has
     # them standardized in place: one copy of the data fewer (400 MB at 1M x 50).
-    in_place = bool(options.get("overwrite_data")) and not discrete and bounded is None
+    rescore = bool(discrete) or bounded is not None or w is not None  # see below
+    in_place = bool(options.get("overwrite_data")) and not rescore
     in_place = in_place and (bool(options["refit"]) or validation == 0)
     Z = standardize(X, shift, scale, in_place=in_place)
     Z_train = Z[train_rows] if valid_rows is not None else Z  # every row: no copy
@@ -278,6 +295,9 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     jobs, on_candidate, refit = options["jobs"], options["on_candidate"], options["refit"]
     try:
         rows = Rows(Z, Z_train, Z_valid, log_jacobian, refit, seed, jobs, on_candidate)
+        if w is not None:
+            parts = (w[train_rows], w[valid_rows]) if valid_rows is not None else (w, None)
+            rows = replace(rows, weights=w, train_weights=parts[0], valid_weights=parts[1])
         if missing_em:
             from gencli.fitting.missing_fit import fit_gmm_missing
 
@@ -305,13 +325,15 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
     # A kernel density reports its training likelihood on a sample of the rows (an n^2
     # sum otherwise): the estimate and its standard error are recorded and shown.
     sampled = outcome.get("train_rows", 0) > len(train_scores)
-    if discrete or bounded is not None:  # the fit's own scores are densities of x + U[0, 1)
-        # or of the transformed columns: score the rows as the model does (boxes, Jacobian)
+    every = np.arange(table.n_rows)
+    weigh: list[Any] = [None, None, None]  # the weights of the rows each figure is over
+    if rescore:  # the fit's own scores are densities of x + U[0, 1) or of the transformed
+        # columns (score the rows as the model does: boxes, Jacobian), or unweighted
         X = X_raw
         # A sample is drawn from the rows the figure describes: the final fit's own.
-        own = X if outcome["refitted"] or valid_rows is None or not sampled else X[train_rows]
-        sample = training_rows_scored(len(own), seed) if sampled else slice(None)
-        log_density = result.score_samples(own[sample])
+        own = every if outcome["refitted"] or valid_rows is None or not sampled else train_rows
+        own = own[training_rows_scored(len(own), seed)] if sampled else own
+        log_density = result.score_samples(X[own])
         measured = DensityModel(
             result.family,
             outcome["measured_params"],
@@ -321,12 +343,14 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
             discrete=discrete,
             bounds=bounded,
         )
-        train_part = X if valid_rows is None else X[train_rows]
+        train_part = every if valid_rows is None else train_rows
         if sampled:
             train_part = train_part[training_rows_scored(len(train_part), seed)]
-        outcome["train_log_density"] = measured.score_samples(train_part)
+        outcome["train_log_density"] = measured.score_samples(X[train_part])
         if valid_rows is not None:
             outcome["heldout_log_density"] = measured.score_samples(X[valid_rows])
+        if w is not None:
+            weigh = [w[own], w[train_part], None if valid_rows is None else w[valid_rows]]
     elif train_scores is not None and (
         sampled or len(train_scores) == table.n_rows or missing_em
     ):  # (a --missing em fit's rows are scored by their observed cells, by that fit)
@@ -342,7 +366,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         )
     # Bits per dimension divide by the cells a row's density is over (all, without gaps).
     dims = missing_rows.record(X_raw)["observed_cells_per_row"] if missing_em else table.n_columns
-    summary = log_likelihood_summary(log_density, dims)
+    summary = log_likelihood_summary(log_density, dims, weigh[0])
     estimate = None
     if sampled:
         estimate = {
@@ -356,12 +380,15 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         heldout = outcome["heldout_log_density"]
         train_scores = outcome["train_log_density"]
         held_record = validation_record(
-            validation, train_scores, heldout, refit and outcome["refitted"], dims
+            validation,
+            train_scores,
+            heldout,
+            refit and outcome["refitted"],
+            dims,
+            (weigh[1], weigh[2]),
         )
         if sampled:  # the rows the sample stands for (discrete: the measured fit's)
-            held_record["train_rows"] = (
-                len(train_rows) if discrete or bounded is not None else outcome["train_rows"]
-            )
+            held_record["train_rows"] = len(train_rows) if rescore else outcome["train_rows"]
         finite = heldout[np.isfinite(heldout)]
         if finite.size:
             quantiles = {
@@ -384,6 +411,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "discrete_columns": [table.columns[j] for j in discrete],
         "bounds": None if bounded is None else bounded.describe(table.columns),
         "missing": missing_rows.record(X_raw) if missing_em else None,
+        "weights": None if w is None else row_weights.record(w, options.get("weights")),
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "train_estimate": estimate,

@@ -36,6 +36,7 @@ def fit_record(
         "discrete_columns": list(meta.get("discrete_columns", [])),
         "bounds": meta.get("bounds"),
         "missing": meta.get("missing"),
+        "weights": meta.get("weights"),
         "mean_log_likelihood": meta["train_mean_log_likelihood"],
         "bits_per_dimension": meta["train_bits_per_dimension"],
         "train_estimate": meta.get("train_estimate"),
