@@ -37,6 +37,15 @@ def iris_gaps() -> pd.DataFrame:
     return frame.mask(hidden)
 
 
+def wine_holes() -> pd.DataFrame:
+    """The wine table with a seeded 15% of its cells emptied, for ``fit --missing em``."""
+    frame = wine()
+    rng = np.random.default_rng(17)
+    hidden = rng.random(frame.shape) < 0.15
+    hidden[hidden.all(axis=1), 0] = False
+    return frame.mask(hidden)
+
+
 def wine() -> pd.DataFrame:
     """Chemical analysis of 178 Italian wines (13 measurements); the cultivar is left out."""
     frame = datasets.load_wine(as_frame=True).data
@@ -80,6 +89,7 @@ if __name__ == "__main__":
     _write(iris(), "iris.csv")
     _write(iris_gaps(), "iris_gaps.csv")
     _write(wine(), "wine.csv")
+    _write(wine_holes(), "wine_holes.csv")
     _write(digits(), "digits.csv")
     _write(moons(), "moons.csv")
     mixture_parts()
