@@ -150,7 +150,9 @@ def fit_table(
     if report is not None:
         from gencli.reports.files import write_report
 
-        files = write_report(report, record, fitted, table.values[:, modelled])
+        shown = table.values[:, modelled]
+        shown = shown[~np.isnan(shown).any(axis=1)]  # --missing em: figures show whole rows
+        files = write_report(report, record, fitted, shown)
         record["report_file"] = str(report)
         record["report_files"] = [str(f) for f in files]
     return record

@@ -161,6 +161,23 @@ def _inspect_lines(info: dict[str, Any]) -> list[str]:
             if info.get("bounds")
             else []
         ),
+        *(
+            [
+                f"weights    {meta['weights'].get('column') or 'given'}: total "
+                f"{meta['weights']['total']:.6g}, effective rows "
+                f"{meta['weights']['effective_rows']:.1f}"
+            ]
+            if isinstance(meta.get("weights"), dict)
+            else []
+        ),
+        *(
+            [
+                f"missing    {meta['missing']['cells_missing']} cells latent in EM "
+                f"({meta['missing']['fraction_missing']:.1%} of the training cells)"
+            ]
+            if isinstance(meta.get("missing"), dict)
+            else []
+        ),
         f"trained    {meta.get('created', '?')}: {meta.get('rows', '?')} rows from "
         f"{meta.get('source', '?')}, seed {meta.get('seed')}, "
         f"{'standardized' if meta.get('standardized', True) else 'not standardized'}",

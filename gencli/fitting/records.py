@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from gencli.density.model import DensityModel
 from gencli.io.table import Table
 
@@ -65,6 +67,17 @@ def data_summary(table: Table) -> list[dict[str, Any]]:
     from gencli.density.preprocess import column_moments
 
     X = table.values
+    if np.isnan(X).any():  # --missing em: each column's observed cells
+        return [
+            {
+                "name": name,
+                "mean": float(np.nanmean(column)),
+                "std": float(np.nanstd(column)),
+                "min": float(np.nanmin(column)),
+                "max": float(np.nanmax(column)),
+            }
+            for name, column in zip(table.columns, X.T, strict=True)
+        ]
     return [
         {
             "name": name,

@@ -114,6 +114,24 @@ def fit_document(
             else "not measured (no rows held out)",
         ),
     ]
+    weights, gaps = record.get("weights"), record.get("missing")
+    if weights:
+        pairs.append(
+            (
+                "row weights",
+                f"{weights.get('column') or 'given'}: total {num(weights['total'])}, effective "
+                f"rows {num(weights['effective_rows'])} (every figure is a weighted mean)",
+            )
+        )
+    if gaps:
+        pairs.append(
+            (
+                "missing cells",
+                f"{gaps['cells_missing']} ({num(100 * gaps['fraction_missing'])}%) in "
+                f"{gaps['rows_with_gaps']} rows, latent in EM; figures are densities of each "
+                "row's observed cells",
+            )
+        )
     params = record.get("parameters") or {}
     if record.get("family") == "gmm" and "converged" in params:
         state = "converged" if params["converged"] else "did NOT converge"

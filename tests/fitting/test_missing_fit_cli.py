@@ -108,3 +108,18 @@ def test_without_missing_em_gaps_are_refused_as_before(tmp_path) -> None:
     result = run("fit", str(tmp_path / "gaps.csv"), "-o", "m.pkl")
     assert result.exit_code == 1 and "missing or infinite values" in result.stderr
     assert not (tmp_path / "m.pkl").exists()
+
+
+def test_the_report_and_inspect_say_how_many_cells_were_latent(tmp_path) -> None:
+    frame = with_gaps(0.2)
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    result = run("fit", str(tmp_path / "gaps.csv"), "--missing", "em", "-k", "2",
+                 "--report", "r.md", "-o", "m.pkl")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = int(frame.isna().to_numpy().sum())
+    report = (tmp_path / "r.md").read_text()
+    assert f"| **missing cells** | {cells} (" in report
+    # the data table shows each column's observed cells, not NaN
+    assert f"| sepal_length | continuous | {frame.sepal_length.mean():.4g}" in report
+    shown = run("inspect", "m.pkl")
+    assert f"missing    {cells} cells latent in EM" in shown.stdout

@@ -112,3 +112,17 @@ def test_bad_weights_are_one_line_and_write_nothing(tmp_path, change, extra, sai
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and said in lines[0], lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
+
+
+def test_the_report_and_inspect_show_the_weights(tmp_path) -> None:
+    frame = weighted_iris().assign(w=lambda f: f.w + 1)
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    result = run("fit", str(tmp_path / "w.csv"), "--weights", "w", "-k", "2",
+                 "--report", "r.md", "-o", "m.pkl")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "r.md").read_text()
+    assert f"| **row weights** | w: total {frame.w.sum()}" in report
+    assert "| w |" not in report  # the weight column is not a modelled column
+    unit = frame.w / frame.w.max()
+    kish = unit.sum() ** 2 / (unit**2).sum()
+    assert f"effective rows {kish:.1f}" in run("inspect", "m.pkl").stdout
