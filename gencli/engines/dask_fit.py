@@ -156,8 +156,8 @@ def _refuse_unsupported(
             "--discrete is not available on --engine dask yet: mixtures there treat every "
             "column as continuous; drop --discrete or use --engine local"
         )
-    for name in ("bounds", "weights", "missing"):
-        if options.get(name) not in (None, (), [], "", "drop"):
+    for name in ("bounds", "weights", "missing"):  # (fit_job refuses them first)
+        if options.get(name) not in (None, (), [], ""):
             raise FitError(
                 f"--{name} is not available on --engine dask yet; drop it or use --engine local"
             )

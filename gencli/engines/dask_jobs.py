@@ -19,7 +19,7 @@ import numpy as np
 from gencli.density.model import DensityModel
 from gencli.density.modelparts import sample_entropy
 from gencli.engines.local import ScoredChunk, score_chunks
-from gencli.errors import DataError, OutputError
+from gencli.errors import DataError, FitError, OutputError
 from gencli.io.parts import PartPlan
 from gencli.io.streams import TableStream, shift_rows
 from gencli.io.table import Table
@@ -229,6 +229,11 @@ def fit_job(
     from gencli.io.parts import plan_parts
 
     started = time.perf_counter()
+    for name in ("bounds", "weights", "missing"):  # refused before a cluster starts
+        if options.get(name) not in (None, "", (), []):
+            raise FitError(
+                f"--{name} is not available on --engine dask yet; drop it or use --engine local"
+            )
     plan = plan_parts(data, format=format, columns=columns, header=header, dropna=dropna)
     for key in ("jobs", "on_candidate", "background_import", "overwrite_data"):
         options.pop(key, None)

@@ -378,3 +378,15 @@ def test_a_two_sided_count_stays_in_its_range_like_digit_pixels() -> None:
     grid = np.array([[a, b] for a in range(17) for b in range(17)], dtype=float)
     assert np.exp(bounded.score_samples(grid)).sum() == pytest.approx(1.0, abs=1e-9)
     assert np.all(bounded.score_samples(np.array([[17.0, 3.0], [3.0, -1.0]])) == -np.inf)
+
+
+@pytest.mark.parametrize(
+    "extra", [["--bounds", "amount=0:"], ["--weights", "other"], ["--missing", "em"]]
+)
+def test_the_dask_engine_refuses_what_it_cannot_do_yet_before_starting(tmp_path, extra) -> None:
+    data = write_csv(tmp_path / "d.csv", positive_data(30))
+    result = run("fit", data, "--engine", "dask", "--workers", "1", *extra, "-o", "m.pkl")
+    assert result.exit_code == 1, result.output
+    assert "not available on --engine dask yet" in result.stderr
+    assert "embedded cluster" not in result.stderr  # refused before any cluster started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
