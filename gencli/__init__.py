@@ -8,6 +8,10 @@ The Python API mirrors the command line::
     model.sample(1000, seed=0)     # new rows
     model.save("iris.pkl"); gencli.load("iris.pkl")
 
+and scikit-learn estimators wrap it for Pipelines and GridSearchCV::
+
+    search = GridSearchCV(gencli.GaussianMixtureDensity(), {"components": [1, 2, 3]})
+
 Attributes are imported lazily so that ``gencli --help`` stays fast.
 """
 
@@ -23,9 +27,33 @@ one_blas_thread_under_address_limit()  # before numpy loads OpenBLAS; see gencli
 if TYPE_CHECKING:
     from gencli.density.model import DensityModel
     from gencli.density.modelfile import load
+    from gencli.errors import GencliError, GencliWarning
+    from gencli.estimators import AutoDensity, GaussianMixtureDensity, KernelDensity
     from gencli.fitting.fitter import fit
 
-__all__ = ["DensityModel", "__version__", "fit", "load"]
+#: Where each public name lives; imported on first use.
+_LAZY = {
+    "fit": "gencli.fitting.fitter",
+    "load": "gencli.density.modelfile",
+    "DensityModel": "gencli.density.model",
+    "GaussianMixtureDensity": "gencli.estimators",
+    "KernelDensity": "gencli.estimators",
+    "AutoDensity": "gencli.estimators",
+    "GencliError": "gencli.errors",
+    "GencliWarning": "gencli.errors",
+}
+
+__all__ = [
+    "AutoDensity",
+    "DensityModel",
+    "GaussianMixtureDensity",
+    "GencliError",
+    "GencliWarning",
+    "KernelDensity",
+    "__version__",
+    "fit",
+    "load",
+]
 
 
 def __dir__() -> list[str]:
@@ -34,16 +62,8 @@ def __dir__() -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "fit":
-        from gencli.fitting.fitter import fit
+    if name in _LAZY:
+        import importlib
 
-        return fit
-    if name == "DensityModel":
-        from gencli.density.model import DensityModel
-
-        return DensityModel
-    if name == "load":
-        from gencli.density.modelfile import load
-
-        return load
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gencli' has no attribute {name!r}")

@@ -5,19 +5,32 @@ raises them with messages that say what was expected, what was found, where, and
 what to do.
 """
 
+import os
 import re
+import sys
+import warnings
+from collections.abc import Iterable
 from typing import Any
+
+from gencli.audience import at_command_line, for_reader
 
 _ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
 
 
 class GencliError(Exception):
-    """A problem the user can fix; its message is shown as one line."""
+    """A problem the user can fix; its message is shown as one line.
+
+    The message is written in the command line's words and shown in the reader's: flags
+    at the command line, Python parameters from Python (see :mod:`gencli.audience`).
+    """
 
     def __init__(self, message: object = "") -> None:
         # Messages quote library errors that may run over lines: keep one line. Only ASCII
         # whitespace is folded; anything else in a quoted name is escaped when printed.
         super().__init__(_ASCII_SPACE.sub(" ", str(message)).strip())
+
+    def __str__(self) -> str:
+        return for_reader(super().__str__())
 
 
 class DataError(GencliError):
@@ -38,6 +51,23 @@ class OutputError(GencliError):
 
 class ResourceError(GencliError):
     """The work would need more memory (or other resources) than the machine allows."""
+
+
+class GencliWarning(UserWarning):
+    """A repair gencli made or a note on its result, for a Python caller (the command line
+    prints the same lines on stderr instead)."""
+
+
+def warn(lines: Iterable[str], prefix: str = "") -> None:
+    """Each line as a :class:`GencliWarning` pointing at the caller's code, from Python only."""
+    if at_command_line():
+        return
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn's caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    for line in lines:
+        warnings.warn(f"{prefix}{for_reader(line)}", GencliWarning, stacklevel=level)
 
 
 class Stopped(KeyboardInterrupt):

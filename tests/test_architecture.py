@@ -17,7 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gencli"
 
 #: Layers from the bottom up; a module may import its own layer or any layer below it.
 LAYERS = [
-    ("base", ("gencli.errors", "gencli._version", "gencli.limits", "gencli.native")),
+    (
+        "base",
+        ("gencli.errors", "gencli.audience", "gencli._version", "gencli.limits", "gencli.native"),
+    ),
     ("io", ("gencli.io",)),
     ("density", ("gencli.density",)),
     ("fitting", ("gencli.fitting",)),
@@ -25,7 +28,7 @@ LAYERS = [
     ("reports", ("gencli.reports",)),
     ("curse", ("gencli.curse",)),
     ("engines", ("gencli.engines",)),
-    ("jobs", ("gencli.jobs", "gencli.job_paths", "gencli.questions")),
+    ("jobs", ("gencli.jobs", "gencli.job_paths", "gencli.questions", "gencli.estimators")),
     ("cli", ("gencli.cli",)),
     ("api", ("gencli",)),
     ("entry", ("gencli.__main__",)),
@@ -196,5 +199,16 @@ def test_the_public_api_is_listed_and_visible_before_it_is_loaded() -> None:
     assert out.stdout.split() == ["True", "False", "False"]
     import gencli
 
-    assert set(gencli.__all__) == {"DensityModel", "__version__", "fit", "load"}
+    assert set(gencli.__all__) == {
+        "AutoDensity",
+        "DensityModel",
+        "GaussianMixtureDensity",
+        "GencliError",
+        "GencliWarning",
+        "KernelDensity",
+        "__version__",
+        "fit",
+        "load",
+    }
+    assert all(getattr(gencli, name) is not None for name in gencli.__all__)
     assert callable(gencli.fit) and callable(gencli.load)

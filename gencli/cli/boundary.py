@@ -150,6 +150,12 @@ class GencliGroup(click.Group):
         """Like click's, but every error is one line on stderr (click prints three for a
         usage error, falls back to stdout when stderr is closed, and turns a stop signal or
         a closed pipe outside a command into exit 1)."""
+        from gencli.audience import command_line
+
+        with command_line():  # messages name flags, repairs are printed (not warned)
+            return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+
+    def _main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         from gencli import errors
 
         run: Any = super().main

@@ -60,10 +60,12 @@ def main() -> None:
     The stop-signal handlers are installed by :mod:`gencli.__main__` before this module is
     imported; they are installed again here for callers that start at this function.
     """
+    from gencli.audience import process_is_command_line
     from gencli.errors import install_stop_handlers
     from gencli.io.console import guard_standard_streams
 
     install_stop_handlers()
+    process_is_command_line()  # messages name flags, repairs are printed, not warned
     try:
         guard_standard_streams()
         keep_freed_memory()

@@ -87,11 +87,23 @@ class DensityModel:
         return len(self.columns)
 
     @property
-    def estimator(self) -> Any:
-        """The fitted scikit-learn estimator (rebuilt from the parameters after loading)."""
+    def standardized_estimator(self) -> Any:
+        """The fitted scikit-learn estimator, in standardized units, not the data's.
+
+        It sees rows as :meth:`to_z` makes them (bounded columns transformed, then
+        ``(x - shift) / scale``; a kernel density rotated to the data's correlations works
+        in ``to_z(X) @ params["rotation"]``), so its ``score_samples`` on raw rows is not
+        the data's density: use :meth:`score_samples`, which adds the Jacobian. Rebuilt from
+        the parameters after loading.
+        """
         if self._estimator is None:
             self._estimator = family_module(self.family).from_params(self.params)
         return self._estimator
+
+    @property
+    def estimator(self) -> Any:
+        """:attr:`standardized_estimator` by its old name: standardized units, not the data's."""
+        return self.standardized_estimator
 
     @property
     def log_jacobian(self) -> float:
@@ -199,8 +211,9 @@ class DensityModel:
         edges[:, d] += 1.0
         return Z, self.to_z(edges)[:, d]
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """Draw ``n`` rows from the fitted density, in the data's own units."""
+    def sample(self, n: int, seed: int | None = None, *, as_frame: bool = False) -> Any:
+        """Draw ``n`` rows from the fitted density, in the data's own units: an array, or
+        with ``as_frame=True`` a pandas DataFrame whose columns are the model's."""
         from gencli.limits import check_memory
 
         n = check_sample_count(n)
@@ -211,7 +224,12 @@ class DensityModel:
             "them in chunks)",
         )
         chunks = list(self.iter_samples(n, seed))
-        return np.vstack(chunks) if chunks else np.empty((0, self.n_features))
+        rows = np.vstack(chunks) if chunks else np.empty((0, self.n_features))
+        if as_frame:
+            import pandas as pd
+
+            return pd.DataFrame(rows, columns=self.columns)
+        return rows
 
     def iter_samples(
         self, n: int, seed: int | None = None, chunk_rows: int = SAMPLE_CHUNK_ROWS

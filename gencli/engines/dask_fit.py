@@ -375,9 +375,8 @@ def _metadata(
     validation: float,
 ) -> dict[str, Any]:
     """The local engine's metadata (:func:`gencli.fitting.fitter.fit`), from sums."""
-    import shlex
-
     from gencli._version import __version__
+    from gencli.audience import recorded_command
     from gencli.fitting.fit_rules import sklearn_version
 
     d = len(data.plan.columns)
@@ -412,7 +411,9 @@ def _metadata(
         "source": data.plan.source,
         "rows": int(stats["rows"]),
         "data_sha256": stats["sha256"],
-        "command_line": shlex.join(sys.argv),
+        "command_line": recorded_command(
+            lambda: f"gencli.jobs.fit_file({data.plan.source!r}, engine='dask', ...)"
+        ),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
         "standardized": standardize,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gencli._version import __version__
+from gencli.audience import python_call, recorded_command
 from gencli.density.bounds import resolve as resolve_bounds
 from gencli.density.discrete import dequantize, discrete_columns, unbounded_warning
 from gencli.density.families import FAMILIES
@@ -33,7 +34,7 @@ from gencli.density.preprocess import (
     standardization,
     standardize,
 )
-from gencli.errors import FitError, ResourceError
+from gencli.errors import FitError, ResourceError, warn
 from gencli.fitting import missing_rows, row_weights
 from gencli.fitting.family_fits import (
     Rows,
@@ -134,8 +135,10 @@ def fit(
 
     Returns:
         The fitted :class:`~gencli.density.model.DensityModel`; its ``metadata`` holds the
-        selection table, the held-out figures and every repair applied.
+        selection table, the held-out figures and every repair applied. From Python, the
+        repairs and notes are also issued as :class:`gencli.GencliWarning` warnings.
     """
+    arguments = dict(locals())  # recorded as the call that made the model
     given = {
         "components": components,
         "covariance": covariance,
@@ -165,17 +168,21 @@ def fit(
         "seed": seed,
         "jobs": jobs,
         "on_candidate": on_candidate,
+        "command_line": recorded_command(lambda: python_call("gencli.fit", fit, arguments)),
         # A table gencli read itself is its own to overwrite.
         "overwrite_data": overwrite_data or isinstance(data, (str, os.PathLike)),
     }
     try:
-        return _fit_table(table, model, options)
+        result = _fit_table(table, model, options)
     except MemoryError:
         raise ResourceError(
             f"{table.source}: ran out of memory while fitting a {model} to {table.n_rows} rows "
             f"x {table.n_columns} columns; try fewer --columns, a sample of the rows"
             + (", fewer --components or --covariance diag" if model != "kde" else "")
         ) from None
+    warn(result.metadata["fixes"], "fixed: ")  # the command line prints them instead
+    warn(result.metadata["warnings"])
+    return result
 
 
 #: Options that belong to one family, and the values each family uses when they are not given.
@@ -404,7 +411,7 @@ def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityMode
         "source": table.source,
         "rows": table.n_rows,
         "data_sha256": digest,
-        "command_line": shlex.join(sys.argv),
+        "command_line": options.get("command_line") or shlex.join(sys.argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
         "standardized": standardize_rows,

@@ -93,7 +93,7 @@ def test_approx_refuses_what_it_cannot_do() -> None:
     from gencli.errors import DataError
 
     points = _mixture(300, 0, 2)
-    with pytest.raises(DataError, match="--approx works for the gaussian kernel"):
+    with pytest.raises(DataError, match="mode='approx' works for the gaussian kernel"):
         kde_grid.approx_log_density(points, points, "epanechnikov", 0.3)
 
 
