@@ -175,13 +175,15 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
 @click.option(
     "--bounds",
     multiple=True,
-    metavar="COL=LO:HI|auto",
+    metavar="COL=LO:HI|auto|none",
     callback=lambda _ctx, _param, value: ",".join(value) or None,
     help="The support of bounded columns, fitted through log (one side) or logit (both "
     "sides) transforms, so densities integrate to 1 over it and samples stay inside: "
     "income=0: (positive), share=0:1, x=:100; several by commas or repeated flags. auto: "
-    "every continuous column whose values are all positive gets 0:. Training values must "
-    "lie strictly inside; new rows outside score -inf.",
+    "every positive column (and non-negative whole-number column) gets 0:. none: no "
+    "bounds. Training values must lie strictly inside; new rows outside score -inf. "
+    "[default: none; --model auto tries auto and none and keeps the better by "
+    "cross-validation]",
 )
 @click.option(
     "--weights",

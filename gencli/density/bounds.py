@@ -248,6 +248,8 @@ def parse(spec: str | Sequence[str] | dict[str, Any] | None) -> tuple[bool, dict
         return False, {str(k): _pair(str(k), v) for k, v in spec.items()}
     items = [spec] if isinstance(spec, str) else list(spec)
     pieces = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    if pieces == ["none"]:  # no bounds (and no search over supports under --model auto)
+        return False, {}
     auto = "auto" in pieces
     out: dict[str, tuple] = {}
     for piece in pieces:
@@ -294,10 +296,12 @@ def resolve(
 ) -> tuple[Bounds | None, list[str]]:
     """The fit's bounds from ``--bounds`` and the training rows, with notes for the user.
 
-    'auto' bounds below at 0 every continuous column whose values are all > 0 (columns
-    holding 0 are left unbounded and named in a note) and every discrete one whose values
-    are all >= 0. Every training value must lie strictly inside a continuous column's
-    bounds (on a bound its density would be 0 or infinite) and within a discrete one's."""
+    'auto' bounds below at 0 every column of positive values and every discrete one of
+    values >= 0; a column of whole numbers >= 0 modelled as continuous (counts with many
+    values) below at -1, the log(x + 1) transform, since a count of 0 in new rows must not
+    score -inf. Other columns holding 0 are left unbounded and named in a note. Every
+    training value must lie strictly inside a continuous column's bounds (on a bound its
+    density would be 0 or infinite) and within a discrete one's."""
     auto, given = parse(spec)
     names = list(columns)
     for name in given:
@@ -312,10 +316,17 @@ def resolve(
         for j, name in enumerate(names):
             if name in given:
                 continue
-            smallest = float(np.nanmin(X[:, j]))
-            if smallest > 0 or (smallest == 0 and j in discrete):
+            column = X[:, j]
+            smallest = float(np.nanmin(column))
+            if smallest < 0:
+                continue
+            if j in discrete:  # boxes [k, k + 1) from 0 up: 0 stays a value
                 lower[j] = 0.0
-            elif smallest == 0:
+            elif _whole(column):  # counts: log(x + 1), so a 0 in new rows stays inside
+                lower[j] = -1.0
+            elif smallest > 0:
+                lower[j] = 0.0
+            else:
                 zeros.append(name)
         if zeros:
             notes.append(
@@ -337,6 +348,11 @@ def resolve(
         return None, notes
     _refuse_outside(bounds, X, names, source)
     return bounds, notes
+
+
+def _whole(column: np.ndarray) -> bool:
+    values = column[~np.isnan(column)]
+    return bool(np.all(values == np.floor(values)))
 
 
 def _listed(names: list[str]) -> str:

@@ -35,7 +35,7 @@ from gencli.density.preprocess import (
     standardize,
 )
 from gencli.errors import FitError, ResourceError, warn
-from gencli.fitting import missing_rows, row_weights
+from gencli.fitting import missing_rows, row_weights, support_choice
 from gencli.fitting.family_fits import (
     Rows,
     fit_gmm,
@@ -112,10 +112,13 @@ def fit(
             See :mod:`gencli.density.discrete`.
         bounds: the support of bounded columns: 'income=0:,share=0:1' (a list of such items,
             or {column: (lower, upper)} with None for an open side), and/or 'auto' (every
-            continuous column whose values are all positive is bounded below at 0). The
-            density is fitted through log / logit transforms and stays a density in the
-            data's units over the support; samples stay inside. See
-            :mod:`gencli.density.bounds`.
+            column whose values are all positive, and every non-negative whole-number
+            column, is bounded below at 0), or 'none'. The density is fitted through log /
+            logit transforms and stays a density in the data's units over the support;
+            samples stay inside. See :mod:`gencli.density.bounds`. Default (None): 'none',
+            except under model 'auto', which fits both 'none' and 'auto' when some column
+            could be bounded and keeps the better by cross-validation
+            (:mod:`gencli.fitting.support_choice`).
         missing: None (rows with an empty cell are refused; drop them when reading) or
             'em': a Gaussian mixture fitted by EM with the empty cells latent, so rows with
             gaps still inform the fit (:mod:`gencli.fitting.missing_fit`); its figures are
@@ -225,7 +228,16 @@ def resolve_model(model: str, given: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
-    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name)."""
+    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name):
+    under ``--model auto`` on both supports when columns could be bounded at 0
+    (:mod:`gencli.fitting.support_choice`)."""
+    if support_choice.applies(table, model, options):
+        return support_choice.fit_both(table, model, options, _fit_one)
+    return _fit_one(table, model, options)
+
+
+def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
+    """One fit of the table with the options as they are."""
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
     table, w, early_warnings = row_weights.take(table, options.get("weights"))

@@ -7,7 +7,12 @@ from typing import Any
 
 def candidate_name(candidate: dict[str, Any]) -> str:
     """'mixture K=3 full', 'Gaussian shrunk by 0.12 (OAS)', 'KDE per-column h=0.23' or
-    'KDE correlated h=0.41'."""
+    'KDE correlated h=0.41'; ', log' after a candidate fitted with columns bounded at 0."""
+    bounded = str(candidate.get("support", "")).startswith("bounded")
+    return _name(candidate) + (", log" if bounded else "")
+
+
+def _name(candidate: dict[str, Any]) -> str:
     if candidate.get("family") == "kde":
         shape = "correlated" if candidate.get("rotated") else "per-column"
         bandwidth = candidate.get("bandwidth")

@@ -390,3 +390,16 @@ def test_the_dask_engine_refuses_what_it_cannot_do_yet_before_starting(tmp_path,
     assert "not available on --engine dask yet" in result.stderr
     assert "embedded cluster" not in result.stderr  # refused before any cluster started
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_auto_bounds_counts_below_minus_one_so_a_new_zero_is_not_minus_inf() -> None:
+    """A whole-number column with many values (cancer deaths: 1..360 in training, a 0 in
+    new rows) gets log(x + 1); a positive fractional column gets log(x)."""
+    rng = np.random.default_rng(7)
+    deaths = rng.integers(1, 360, 200).astype(float)
+    frame = pd.DataFrame({"deaths": deaths, "rate": np.exp(rng.normal(0, 1, 200))})
+    model = gencli.fit(frame, model="gmm", components=1, bounds="auto", seed=0)
+    lower = {b["column"]: b["lower"] for b in model.metadata["bounds"]}
+    assert lower == {"deaths": -1.0, "rate": 0.0}
+    assert np.isfinite(model.score_samples(np.array([[0.0, 1.0]])))[0]
+    assert model.score_samples(np.array([[-1.0, 1.0]]))[0] == -np.inf

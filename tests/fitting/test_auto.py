@@ -91,7 +91,7 @@ def test_each_candidates_cv_score_is_the_mean_over_the_same_folds_fitted_directl
     from sklearn.mixture import GaussianMixture
 
     X = correlated(200)
-    model = gencli.fit(X, model="auto", validation=0.0, seed=5)
+    model = gencli.fit(X, model="auto", validation=0.0, seed=5, bounds="none")
     selection = model.metadata["selection"]
     assert selection["parameter"] == "model" and selection["folds"] == 5
     Z = (X - X.mean(axis=0)) / X.std(axis=0)

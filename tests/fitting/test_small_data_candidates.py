@@ -70,7 +70,7 @@ def test_shrunk_candidate_scores_each_fold_with_its_own_rows() -> None:
 
 def test_auto_chooses_the_shrunk_gaussian_on_few_rows_and_it_is_a_true_density() -> None:
     frame = few_rows_many_columns()
-    model = gencli.fit(frame, seed=0)
+    model = gencli.fit(frame, seed=0, bounds="none")
     chosen = [c for c in model.metadata["selection"]["candidates"] if c["chosen"]]
     assert chosen[0]["covariance"] == "shrunk", chosen
     # Refitted on every row: the OAS covariance of the standardized rows, in data units.
@@ -89,7 +89,17 @@ def test_fit_summary_names_the_shrunk_gaussian(tmp_path: Path) -> None:
     data = tmp_path / "few.csv"
     few_rows_many_columns().to_csv(data, index=False)
     run = subprocess.run(
-        [sys.executable, "-m", "gencli", "fit", str(data), "-o", str(tmp_path / "m.pkl")],
+        [
+            sys.executable,
+            "-m",
+            "gencli",
+            "fit",
+            str(data),
+            "--bounds",
+            "none",
+            "-o",
+            str(tmp_path / "m.pkl"),
+        ],
         capture_output=True,
         text=True,
         check=False,
