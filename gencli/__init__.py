@@ -57,8 +57,9 @@ __all__ = [
 
 
 def __dir__() -> list[str]:
-    """The public names too, although they are imported only on first use (tab completion)."""
-    return sorted(set(globals()) | set(__all__))
+    """The public names, although they are imported only on first use (tab completion),
+    and the module's dunders; not the helpers this file imports for itself."""
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
 
 
 def __getattr__(name: str) -> Any:

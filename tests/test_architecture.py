@@ -199,6 +199,10 @@ def test_the_public_api_is_listed_and_visible_before_it_is_loaded() -> None:
     assert out.stdout.split() == ["True", "False", "False"]
     import gencli
 
+    # Tab completion offers the API, not what gencli/__init__.py imports for itself.
+    public = [name for name in dir(gencli) if not name.startswith("_")]
+    assert sorted(public) == sorted(n for n in gencli.__all__ if not n.startswith("_"))
+
     assert set(gencli.__all__) == {
         "AutoDensity",
         "DensityModel",

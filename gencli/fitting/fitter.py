@@ -35,7 +35,7 @@ from gencli.density.preprocess import (
     standardize,
 )
 from gencli.errors import FitError, ResourceError, warn
-from gencli.fitting import missing_rows, row_weights, support_choice
+from gencli.fitting import fit_options, missing_rows, row_weights, support_choice
 from gencli.fitting.family_fits import (
     Rows,
     fit_gmm,
@@ -153,6 +153,8 @@ def fit(
         "bandwidth": bandwidth,
         "kernel": kernel,
     }
+    fit_options.check(given | {"folds": folds, "standardize": standardize, "refit": refit,
+                               "seed": seed})  # fmt: skip
     model, settings = resolve_model(model, {k: v for k, v in given.items() if v is not None})
     if missing not in (None, "em"):
         raise FitError(f"missing must be None or 'em', not {missing!r}")

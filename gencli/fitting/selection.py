@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,10 @@ Listener = Callable[[Candidate], None]
 
 def parse_components(spec: str | int | Sequence[int]) -> list[int]:
     """'auto' -> 1..10, '3' -> [3], '1..12' -> 1..12, '2,4,8' -> [2, 4, 8]."""
-    if isinstance(spec, int):
-        values = [spec]
+    if isinstance(spec, Integral):  # numpy's integers too (a GridSearchCV grid)
+        values = [int(spec)]
     elif not isinstance(spec, str):
-        values = [int(v) for v in spec]
+        values = [int(v) for v in spec]  # type: ignore[union-attr]
     elif spec.strip().lower() == "auto":
         values = list(AUTO_COMPONENTS)
     else:
