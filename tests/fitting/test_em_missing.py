@@ -147,6 +147,76 @@ def test_blocks_add_up_to_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cut.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
 
 
+def _many_patterns(rng: np.random.Generator, n: int = 400, d: int = 7) -> np.ndarray:
+    """Rows missing 0..d-1 cells in ~100 distinct patterns, most of them shared by few rows."""
+    Z = rng.normal(0.0, 1.5, (n, d))
+    Z[rng.random(Z.shape) < rng.uniform(0.05, 0.7, (n, 1))] = np.nan
+    Z[0, 1:] = np.nan  # one observed cell
+    return Z[~np.isnan(Z).all(axis=1)]
+
+
+@pytest.mark.parametrize("covariance", COVARIANCES)
+@pytest.mark.parametrize("path", ["one batch, stacked products", "batches, column loop"])
+def test_batched_statistics_over_many_patterns_and_blocks_are_the_slow_sums(
+    covariance: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The E-step's batched paths (patterns of every block factorized together, padded to a
+    common width; the fill as stacked products or a column at a time) against the row-by-row
+    reference, on rows cut into blocks that share their patterns."""
+    rng = np.random.default_rng(21)
+    params = _params(covariance, rng, k=3, d=7)
+    Z = _many_patterns(rng)
+    monkeypatch.setattr(em_missing, "BLOCK_ROWS", 53)
+    if path.startswith("batches"):
+        monkeypatch.setattr(em_missing, "BATCH_SLACK", 0)
+        monkeypatch.setattr(em_missing, "BLOCK_CELLS", 1)
+    blocks = em_missing.prepare(Z, grouped=covariance in ("full", "tied"), components=3)
+    assert len(blocks) == 8
+    if covariance in ("full", "tied"):
+        assert all(block.batches is blocks[0].batches for block in blocks)  # one table
+        assert sum(len(batch.kinds) for batch in blocks[0].batches) > 80
+        one_batch = len(blocks[0].batches) == 1
+        assert one_batch == path.startswith("one")
+    stats = em_missing.statistics(blocks, params)
+    weight, offset, scatter, total = _slow_statistics(Z, params)
+    assert stats.log_likelihood == pytest.approx(total, rel=1e-12)
+    np.testing.assert_allclose(stats.weight, weight, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(stats.offset, offset, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(stats.scatter, scatter, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance", COVARIANCES)
+def test_observed_log_density_over_many_patterns_is_scipys(covariance: str) -> None:
+    """Every pattern's marginal, in any memory order, with a row with nothing observed (0)
+    and one component nearly singular (variances 1e-6 .. 3, as reg_covar leaves a component
+    on a few rows): no cancellation in the quadratic form."""
+    rng = np.random.default_rng(22)
+    params = _params(covariance, rng, k=3, d=7)
+    q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
+    squeezed = (q * np.geomspace(1e-6, 3.0, 7)) @ q.T
+    if covariance == "tied":
+        params["covariances"] = squeezed
+    elif covariance == "full":
+        params["covariances"][1] = squeezed
+    Z = _many_patterns(rng, n=300)
+    Z[5] = np.nan
+    got = em_missing.observed_log_density(params, np.asfortranarray(Z))
+    np.testing.assert_array_equal(got, em_missing.observed_log_density(params, Z))
+    assert got[5] == pytest.approx(0.0, abs=1e-15)  # log of the summed weights
+    for z, value in zip(Z, got, strict=True):
+        o = np.flatnonzero(~np.isnan(z))
+        if not o.size:
+            continue
+        densities = [
+            math.log(w)
+            + multivariate_normal(
+                params["means"][j][o], _component_cov(params, j)[np.ix_(o, o)]
+            ).logpdf(z[o])
+            for j, w in enumerate(params["weights"])
+        ]
+        assert value == pytest.approx(logsumexp(densities), rel=1e-9, abs=1e-9)
+
+
 @pytest.mark.parametrize("covariance", COVARIANCES)
 def test_complete_rows_give_em_stats_and_scikit_learns_run(covariance: str) -> None:
     from sklearn.mixture import GaussianMixture
