@@ -129,8 +129,8 @@ def fit_table(
 
     # The columns modelled (a --weights column is not).
     modelled = [j for j, c in enumerate(table.columns) if c != options.get("weights")]
-    summary = [data_summary(table)[j] for j in modelled]  # before the fit, which may
-    # standardize the rows in place
+    every_column = data_summary(table)  # before the fit, which may standardize in place
+    summary = [every_column[j] for j in modelled]
     # With no report to draw the rows, they are the fit's to overwrite (a copy fewer).
     options["overwrite_data"] = report is None
     fitted = fit(table, model, **options)  # its import of scikit-learn waits for the loader
