@@ -16,7 +16,7 @@ from gencli.cli.main import cli
 from gencli.fitting.support_choice import AS_GIVEN, BOUNDED
 
 
-def skewed(n: int = 160, seed: int = 0) -> pd.DataFrame:
+def skewed(n: int = 100, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     income = np.exp(rng.normal(1.0, 0.9, n))
     return pd.DataFrame({"income": income, "age": 20 + 40 * rng.random(n)})
