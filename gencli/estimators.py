@@ -33,7 +33,7 @@ __all__ = ["AutoDensity", "GaussianMixtureDensity", "KernelDensity"]
 LEARNED = (
     "model_", "family_", "n_features_in_", "feature_names_in_", "weights_", "means_",
     "covariances_", "covariance_type_", "n_components_", "converged_", "bandwidth_",
-    "kernel_", "column_bandwidths_",
+    "kernel_", "column_bandwidths_", "transformed_columns_",
 )  # fmt: skip
 
 
@@ -136,12 +136,22 @@ class _Density(DensityMixin, BaseEstimator):
         """The learned attributes, in the data's units, from the fitted model."""
         self.family_ = model.family
         params, scale = model.params, model.scale
+        # Columns modelled through a log/logit transform (bounds): their spreads below are in
+        # the transform's units; a mixture's means are still means in the data's units.
+        self.transformed_columns_ = (
+            [] if model.bounds is None else [model.columns[j] for j in model.bounds.columns]
+        )
         if model.family == "gmm":
             kind = str(params["covariance_type"])
             weights = np.asarray(params["weights"], dtype=np.float64)
             covariances = np.asarray(params["covariances"], dtype=np.float64)
             self.weights_ = weights
             self.means_ = np.asarray(params["means"]) * scale + model.shift
+            if model.bounds is not None:  # E[t^-1(y)] of each component, column by column
+                variances = _component_variances(kind, covariances, len(weights), scale)
+                self.means_ = model.bounds.inverse_mean(
+                    self.means_, np.sqrt(variances), range(len(model.columns))
+                )
             self.covariance_type_ = kind
             self.n_components_ = len(weights)
             self.converged_ = bool(params.get("converged", True))
@@ -156,6 +166,19 @@ class _Density(DensityMixin, BaseEstimator):
         self.kernel_ = str(params["kernel"])
         per_column = bandwidth_in_data_units(model) or {}
         self.column_bandwidths_ = np.array([per_column[c] for c in model.columns])
+
+
+def _component_variances(kind: str, covariances: np.ndarray, k: int, scale: np.ndarray) -> Any:
+    """Each component's variance per column in the transformed (unstandardized) units."""
+    if kind == "full":
+        diagonal = np.diagonal(covariances, axis1=1, axis2=2)
+    elif kind == "tied":
+        diagonal = np.tile(np.diag(covariances), (k, 1))
+    elif kind == "diag":
+        diagonal = covariances
+    else:
+        diagonal = np.repeat(covariances[:, None], len(scale), axis=1)
+    return diagonal * scale**2
 
 
 def _seed(random_state: Any) -> int | None:
@@ -203,11 +226,14 @@ class GaussianMixtureDensity(_Density):
         n_features_in_: columns of ``X`` at fit.
         feature_names_in_: their names, when ``X`` was a DataFrame with string names.
         weights_: the components' weights.
-        means_: the components' means in the data's units (on a column with ``bounds``, in
-            its log or logit units).
-        covariances_: their covariances in the data's units, of scikit-learn's shape for
-            ``covariance_type_``, except 'spherical' (round in standardized units, not in
-            the data's): per-column variances, n_components x n_features.
+        means_: the components' means in the data's units (on a column with ``bounds``, the
+            mean of the component's log- or logit-normal, E[t^-1(y)]).
+        covariances_: their covariances, of scikit-learn's shape for ``covariance_type_``,
+            except 'spherical' (round in standardized units, not in the data's): per-column
+            variances, n_components x n_features; in the data's units, and on the columns
+            in ``transformed_columns_`` in the transform's units (a component is Gaussian
+            there, not in the data's units).
+        transformed_columns_: the columns modelled through a log or logit transform.
         n_components_: the number of components chosen.
         covariance_type_: the covariance type chosen.
         converged_: whether EM converged.
@@ -283,7 +309,9 @@ class KernelDensity(_Density):
         n_features_in_: columns of ``X`` at fit.
         feature_names_in_: their names, when ``X`` was a DataFrame with string names.
         bandwidth_: the bandwidth used, in ``bandwidth``'s units.
-        column_bandwidths_: the bandwidth per column in the data's units.
+        column_bandwidths_: the bandwidth per column in the data's units (on the columns in
+            ``transformed_columns_``, in the log or logit transform's units).
+        transformed_columns_: the columns modelled through a log or logit transform.
         kernel_: the kernel.
 
     Example:

@@ -180,8 +180,9 @@ def _reject_foreign_options(ctx: click.Context, family: str) -> None:
     help="The support of bounded columns, fitted through log (one side) or logit (both "
     "sides) transforms, so densities integrate to 1 over it and samples stay inside: "
     "income=0: (positive), share=0:1, x=:100; several by commas or repeated flags. auto: "
-    "every positive column (and non-negative whole-number column) gets 0:. none: no "
-    "bounds. Training values must lie strictly inside; new rows outside score -inf. "
+    "every positive column and non-negative discrete column gets 0:, counts with many "
+    "values -1: (log(x + 1)). none: no bounds. Training values must lie strictly inside; "
+    "new rows outside score -inf. "
     "[default: none; --model auto tries auto and none and keeps the better by "
     "cross-validation]",
 )

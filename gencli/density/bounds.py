@@ -172,14 +172,16 @@ class Bounds:
             out[at] = np.sum(np.nan_to_num(k * mass), axis=1)
         return out.reshape(shape)
 
-    def log_jacobian(self, X: np.ndarray) -> np.ndarray:
+    def log_jacobian(self, X: np.ndarray, discrete_too: bool = False) -> np.ndarray:
         """Per row, sum over the bounded continuous columns of log |t'(x)| (rows inside; a
-        discrete column's box has the same probability in either unit)."""
+        discrete column's box has the same probability in either unit). ``discrete_too``
+        counts the discrete columns too, for dequantized values x + U (the fit's densities
+        of t(x + U), before they become box probabilities)."""
         lo, hi = self.edges()
         out = np.zeros(X.shape[0])
         with np.errstate(divide="ignore", invalid="ignore"):
             for j in self.columns:
-                if j in self.discrete:
+                if j in self.discrete and not discrete_too:
                     continue
                 x = X[:, j]
                 if math.isfinite(lo[j]) and math.isfinite(hi[j]):
@@ -347,7 +349,25 @@ def resolve(
     if not bounds.columns.size:
         return None, notes
     _refuse_outside(bounds, X, names, source)
+    _refuse_lost_resolution(bounds, X, names, source)
     return bounds, notes
+
+
+def _refuse_lost_resolution(bounds: Bounds, X: np.ndarray, names: list[str], source: str) -> None:
+    """A bound so far from the values that t(x) no longer tells them apart (x = 0.1 and 2
+    with lo = -1e17) would leave the column constant after the transform: refused."""
+    for j in bounds.columns:
+        x = X[:, j][~np.isnan(X[:, j])]
+        if np.unique(x).size < 2:
+            continue
+        y = bounds.transform(x, j)
+        if np.unique(y).size < min(np.unique(x).size, 3):
+            span = text(bounds.describe(names)[list(bounds.columns).index(j)])
+            raise FitError(
+                f"{source}: --bounds {span}: the bound is so far from column '{names[j]}'s "
+                "values that its log transform can no longer tell them apart; put the bound "
+                "nearer the data, or leave the column unbounded"
+            )
 
 
 def _whole(column: np.ndarray) -> bool:

@@ -243,6 +243,8 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
     table, w, early_warnings = row_weights.take(table, options.get("weights"))
+    weights_given = None if w is None else float(np.sum(w))
+    w = None if w is None else row_weights.rescaled(w)
     missing_em = options.get("missing") == "em"
     if missing_em and w is not None:
         raise FitError(f"{table.source}: --missing em and --weights cannot be combined yet")
@@ -265,7 +267,10 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
     bounded, notes = resolve_bounds(options["bounds"], X, table.columns, discrete, table.source)
     early_warnings.extend(notes)
     X_raw, X = X, dequantize(X, discrete, seed)  # fitted to x + U[0, 1) on discrete columns
-    if bounded is not None:  # fitted to log / logit of the bounded columns
+    jacobian = None
+    if bounded is not None:  # fitted to log / logit of the bounded columns; the candidates
+        # score t(x + U), so their figures take the Jacobian of every bounded column
+        jacobian = bounded.log_jacobian(X, discrete_too=True)
         X = bounded.forward(X)
     if standardize_rows:
         if w is not None:
@@ -278,11 +283,11 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
         shift, scale = np.zeros(table.n_columns), np.ones(table.n_columns)
     log_jacobian = -float(np.sum(np.log(scale)))
     train_rows, valid_rows = split_rows(table.n_rows, validation, seed)
-    if bounded is not None:  # the transforms' mean Jacobian on the training rows: the
+    if jacobian is not None:  # the transforms' mean Jacobian on the training rows: the
         # candidates' figures then read in data units (the final ones are scored exactly)
-        own = X_raw if valid_rows is None else X_raw[train_rows]
+        own = jacobian if valid_rows is None else jacobian[train_rows]
         weight = None if w is None else (w if valid_rows is None else w[train_rows])
-        log_jacobian += row_weights.mean(bounded.log_jacobian(own), weight)
+        log_jacobian += row_weights.mean(own, weight)
     need, what = rows_needed(model, options)
     refuse_small_training_split(table.n_rows, len(train_rows), validation, need, what, table.source)
     if valid_rows is not None:
@@ -432,7 +437,9 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
         "discrete_columns": [table.columns[j] for j in discrete],
         "bounds": None if bounded is None else bounded.describe(table.columns),
         "missing": missing_rows.record(X_raw) if missing_em else None,
-        "weights": None if w is None else row_weights.record(w, options.get("weights")),
+        "weights": None
+        if w is None
+        else row_weights.record(w, options.get("weights"), weights_given or 0.0),
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "train_estimate": estimate,

@@ -24,7 +24,7 @@ def prepare(table: Table, model: str, options: dict[str, Any]) -> tuple[Table, s
     if model == "kde":
         raise FitError(
             f"{source}: --missing em needs a Gaussian mixture (a kernel density has no "
-            "latent cells); use --model gmm, or --dropna to drop rows with gaps"
+            "latent cells); use --model gmm, or drop the rows with gaps first"
         )
     if model == "auto":
         notes.append(
@@ -34,7 +34,7 @@ def prepare(table: Table, model: str, options: dict[str, Any]) -> tuple[Table, s
     if options.get("discrete") not in (None, "none", "warn"):
         raise FitError(f"{source}: --missing em and --discrete cannot be combined yet")
     options["discrete"] = "none"
-    if options.get("bounds"):
+    if options.get("bounds") not in (None, "none"):
         raise FitError(f"{source}: --missing em and --bounds cannot be combined yet")
     X = table.values
     if np.isinf(X).any():

@@ -63,18 +63,32 @@ def take(table: Table, weights: Any) -> tuple[Table, np.ndarray | None, list[str
             dropped_rows=table.dropped_rows + int(zero.sum()),
         )
         w = w[~zero]
+    unit = w / np.max(w)
+    effective = float(np.sum(unit) ** 2 / np.sum(unit * unit))
+    if effective < max(2.0, 0.01 * w.size):
+        notes.append(
+            f"--weights: a few rows carry almost all the weight (effective rows {effective:.3g} "
+            f"of {w.size}): the fit is then a fit to those rows"
+        )
     return table, w, notes
 
 
-def record(w: np.ndarray, column: Any) -> dict[str, Any]:
-    """What the model file says about the weights it was fitted with."""
+def rescaled(w: np.ndarray) -> np.ndarray:
+    """The weights with the largest at 1: only their ratios matter, and on their own scale
+    tiny ones (importance weights exp(log w)) would meet EM's +10 eps counts while huge ones
+    overflow the sums."""
+    return w / np.max(w)
+
+
+def record(w: np.ndarray, column: Any, total: float) -> dict[str, Any]:
+    """What the model file says about the weights it was fitted with (``w`` rescaled to a
+    largest of 1; ``total``: the sum of the weights as given)."""
     unit = w / w.max()
     return {
         "column": column if isinstance(column, str) else None,
-        "total": float(np.sum(w)),
+        "total": float(total),
         "effective_rows": float(np.sum(unit) ** 2 / np.sum(unit * unit)),
-        "least": float(w.min()),
-        "largest": float(w.max()),
+        "least_relative": float(w.min() / w.max()),
     }
 
 

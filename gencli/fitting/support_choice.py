@@ -70,6 +70,14 @@ def fit_both(
         "cv_mean_log_likelihood": {support: float(s) for support, s in scores.items()},
     }
     winner.metadata["fit_seconds"] = sum(f.metadata["fit_seconds"] for f in fits.values())
+    if chosen == BOUNDED and winner.bounds is not None:
+        from gencli.density.bounds import text
+
+        shown = ", ".join(text(b) for b in winner.bounds.describe(winner.columns))
+        winner.metadata["warnings"].append(
+            f"--model auto bounded {shown} (it cross-validated better): new rows at or past "
+            "a bound score -inf; --bounds none fits the columns as given"
+        )
     return winner
 
 
