@@ -230,9 +230,8 @@ def resolve_model(model: str, given: dict[str, Any]) -> tuple[str, dict[str, Any
 
 
 def _fit_table(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
-    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name):
-    under ``--model auto`` on both supports when columns could be bounded at 0
-    (:mod:`gencli.fitting.support_choice`)."""
+    """:func:`fit` once the table is read (``options``: fit's keyword arguments by name), on
+    both supports under ``--model auto`` (:mod:`gencli.fitting.support_choice`)."""
     if support_choice.applies(table, model, options):
         return support_choice.fit_both(table, model, options, _fit_one)
     return _fit_one(table, model, options)
@@ -243,7 +242,7 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
     standardize_rows = bool(options["standardize"])
     validation, seed = options["validation"], options["seed"]
     table, w, early_warnings = row_weights.take(table, options.get("weights"))
-    weights_given = None if w is None else float(np.sum(w))
+    weighed = None if w is None else row_weights.record(w, options.get("weights"))  # as given
     w = None if w is None else row_weights.rescaled(w)
     missing_em = options.get("missing") == "em"
     if missing_em and w is not None:
@@ -437,9 +436,7 @@ def _fit_one(table: Table, model: str, options: dict[str, Any]) -> DensityModel:
         "discrete_columns": [table.columns[j] for j in discrete],
         "bounds": None if bounded is None else bounded.describe(table.columns),
         "missing": missing_rows.record(X_raw) if missing_em else None,
-        "weights": None
-        if w is None
-        else row_weights.record(w, options.get("weights"), weights_given or 0.0),
+        "weights": weighed,
         "train_mean_log_likelihood": summary["mean_log_likelihood"],
         "train_bits_per_dimension": summary["bits_per_dimension"],
         "train_estimate": estimate,

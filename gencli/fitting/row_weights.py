@@ -80,13 +80,12 @@ def rescaled(w: np.ndarray) -> np.ndarray:
     return w / np.max(w)
 
 
-def record(w: np.ndarray, column: Any, total: float) -> dict[str, Any]:
-    """What the model file says about the weights it was fitted with (``w`` rescaled to a
-    largest of 1; ``total``: the sum of the weights as given)."""
+def record(w: np.ndarray, column: Any) -> dict[str, Any]:
+    """What the model file says about the weights it was fitted with (as given)."""
     unit = w / w.max()
     return {
         "column": column if isinstance(column, str) else None,
-        "total": float(total),
+        "total": float(np.sum(w)),
         "effective_rows": float(np.sum(unit) ** 2 / np.sum(unit * unit)),
         "least_relative": float(w.min() / w.max()),
     }

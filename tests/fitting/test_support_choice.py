@@ -69,7 +69,3 @@ def test_the_command_line_names_the_log_candidates(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert ", log" in result.stdout and "bounds     income=0: (log)" in result.stdout
     assert ", log " in result.stderr  # the candidates as they finish
-    plain = CliRunner().invoke(
-        cli, ["fit", str(tmp_path / "d.csv"), "--bounds", "none", "-o", "p.pkl"]
-    )
-    assert plain.exit_code == 0 and ", log" not in plain.stdout + plain.stderr
