@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from gencli.density.model import DensityModel
-from gencli.density.modelinfo import bandwidth_in_data_units
+from gencli.density.modelinfo import bandwidth_in_data_units, component_variances
 from gencli.fitting.fitter import fit as fit_density
 from gencli.io.table import default_names
 
@@ -148,7 +148,7 @@ class _Density(DensityMixin, BaseEstimator):
             self.weights_ = weights
             self.means_ = np.asarray(params["means"]) * scale + model.shift
             if model.bounds is not None:  # E[t^-1(y)] of each component, column by column
-                variances = _component_variances(kind, covariances, len(weights), scale)
+                variances = component_variances(params) * scale**2
                 self.means_ = model.bounds.inverse_mean(
                     self.means_, np.sqrt(variances), range(len(model.columns))
                 )
@@ -166,19 +166,6 @@ class _Density(DensityMixin, BaseEstimator):
         self.kernel_ = str(params["kernel"])
         per_column = bandwidth_in_data_units(model) or {}
         self.column_bandwidths_ = np.array([per_column[c] for c in model.columns])
-
-
-def _component_variances(kind: str, covariances: np.ndarray, k: int, scale: np.ndarray) -> Any:
-    """Each component's variance per column in the transformed (unstandardized) units."""
-    if kind == "full":
-        diagonal = np.diagonal(covariances, axis1=1, axis2=2)
-    elif kind == "tied":
-        diagonal = np.tile(np.diag(covariances), (k, 1))
-    elif kind == "diag":
-        diagonal = covariances
-    else:
-        diagonal = np.repeat(covariances[:, None], len(scale), axis=1)
-    return diagonal * scale**2
 
 
 def _seed(random_state: Any) -> int | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gencli.errors import DataError, FitError
+from gencli.errors import FitError
 
 INF = math.inf
 
@@ -44,9 +44,6 @@ class Bounds:
     def columns(self) -> np.ndarray:
         """Indices of the bounded columns."""
         return np.flatnonzero(np.isfinite(self.lower) | np.isfinite(self.upper))
-
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.lower, self.upper
 
     def inside(self, X: np.ndarray) -> np.ndarray:
         """Rows strictly inside every bound, a discrete column's value k in LO..HI (NaN
@@ -92,7 +89,7 @@ class Bounds:
         """x = t^-1(y) on the bounded columns, in place, kept strictly inside the bounds
         (a tail past what a double resolves is put on the nearest representable value).
         ``which``: the model columns Y's columns are (default: all, in order)."""
-        lo, hi = self.edges()
+        lo, hi = self.lower, self.upper
         which = list(range(Y.shape[1])) if which is None else list(which)
         with np.errstate(over="ignore", under="ignore"):
             for position, j in enumerate(which):
@@ -177,7 +174,7 @@ class Bounds:
         discrete column's box has the same probability in either unit). ``discrete_too``
         counts the discrete columns too, for dequantized values x + U (the fit's densities
         of t(x + U), before they become box probabilities)."""
-        lo, hi = self.edges()
+        lo, hi = self.lower, self.upper
         out = np.zeros(X.shape[0])
         with np.errstate(divide="ignore", invalid="ignore"):
             for j in self.columns:
@@ -380,7 +377,7 @@ def _listed(names: list[str]) -> str:
 
 
 def _refuse_outside(bounds: Bounds, X: np.ndarray, names: list[str], source: str) -> None:
-    lo, hi = bounds.edges()
+    lo, hi = bounds.lower, bounds.upper
     for j in bounds.columns:
         x = X[:, j]
         with np.errstate(invalid="ignore"):
@@ -403,11 +400,3 @@ def _refuse_outside(bounds: Bounds, X: np.ndarray, names: list[str], source: str
                     else "widen the bounds or leave the column unbounded"
                 )
             )
-
-
-def check_against(bounds: Bounds | None, n_columns: int) -> None:
-    """A model file's bounds must be one interval per column (validated on load)."""
-    if bounds is None:
-        return
-    if bounds.lower.shape != (n_columns,) or not np.all(bounds.lower < bounds.upper):
-        raise DataError("the model file's bounds are not an interval per column")

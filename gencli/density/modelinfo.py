@@ -26,6 +26,21 @@ __all__ = ["inspect_model", "parameters_in_data_units"]
 _SELF_CHECK_ROWS = 64
 
 
+def component_variances(params: dict[str, Any]) -> np.ndarray:
+    """Each mixture component's variance per column (components x columns), in the
+    standardized units the parameters are in, for any covariance type."""
+    covariance_type = str(params["covariance_type"])
+    covariances = np.asarray(params["covariances"], dtype=np.float64)
+    k, d = np.asarray(params["means"]).shape
+    if covariance_type == "full":
+        return np.diagonal(covariances, axis1=1, axis2=2)
+    if covariance_type == "tied":
+        return np.tile(np.diag(covariances), (k, 1))
+    if covariance_type == "diag":
+        return covariances
+    return np.repeat(covariances.reshape(-1, 1), d, axis=1)
+
+
 def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
     """The family's parameters in the data's own units (the model stores standardized ones).
 
@@ -43,16 +58,8 @@ def parameters_in_data_units(model: DensityModel) -> dict[str, Any]:
         covariance_type = str(params["covariance_type"])
         weights = np.asarray(params["weights"], dtype=np.float64)
         means = np.asarray(params["means"], dtype=np.float64)
-        covariances = np.asarray(params["covariances"], dtype=np.float64)
-        k, d = means.shape
-        if covariance_type == "full":
-            variances = np.diagonal(covariances, axis1=1, axis2=2)
-        elif covariance_type == "tied":
-            variances = np.tile(np.diag(covariances), (k, 1))
-        elif covariance_type == "diag":
-            variances = covariances
-        else:
-            variances = np.repeat(covariances.reshape(-1, 1), d, axis=1)
+        k = means.shape[0]
+        variances = component_variances(params)
         centres = means * scale + shift
         if model.bounds is not None:  # a bounded column's centre maps back as a median
             centres = model.bounds.inverse(centres)

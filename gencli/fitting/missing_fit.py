@@ -25,6 +25,7 @@ from gencli.fitting.family_fits import Rows, estimable_covariances
 from gencli.fitting.selection import (
     CRITERIA,
     Candidate,
+    criterion_score,
     information_criteria,
     mean_log_density,
     mixture_grid,
@@ -254,14 +255,6 @@ def _evaluate(
     return record, fit
 
 
-def _score(record: Candidate, criterion: str) -> float:
-    """Lower is better for every criterion (as in selection)."""
-    if criterion == "heldout":
-        value = record["heldout_mean_log_likelihood"]
-        return -value if value is not None else math.inf
-    return float(record[criterion])
-
-
 def _search(
     rows: Rows, grid: list[dict[str, Any]], criterion: str, log_scale: np.ndarray
 ) -> tuple[list[Candidate], dict[str, Any], MissingFit]:
@@ -282,7 +275,7 @@ def _search(
         futures = [pool.submit(evaluate, options) for options in grid]
         for index, future in enumerate(futures):
             record, fit = future.result()
-            key = (_score(record, criterion), index)
+            key = (criterion_score(record, criterion), index)
             if best is None or key < best[0]:
                 best = (key, fit)
             if rows.on_candidate is not None:

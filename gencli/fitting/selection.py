@@ -206,7 +206,7 @@ def _evaluate_candidate(
     return record, estimator
 
 
-def _score(candidate: Candidate, criterion: str) -> float:
+def criterion_score(candidate: Candidate, criterion: str) -> float:
     """Lower is better for every criterion."""
     if criterion == "heldout":
         value = candidate["heldout_mean_log_likelihood"]
@@ -274,7 +274,7 @@ class _Best:
         self.estimator: Any = None
 
     def offer(self, index: int, record: Candidate, estimator: Any) -> None:
-        key = (_score(record, self.criterion), index)
+        key = (criterion_score(record, self.criterion), index)
         if self.key is None or key < self.key:
             self.key, self.index, self.estimator = key, index, estimator
 
