@@ -12,7 +12,6 @@ statsmodels; the gencli methods call the library as a user would.
 from __future__ import annotations
 
 import math
-
 import shlex
 import warnings
 from collections.abc import Callable

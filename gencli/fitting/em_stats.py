@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gencli.density.families import gmm
+from gencli.density.families import gaussians
 from gencli.errors import FitError
 
 # scikit-learn adds this to each component's summed responsibility (an empty component
@@ -67,46 +67,39 @@ def total(parts: list[Statistics]) -> Statistics:
     return out
 
 
-#: Rows whose statistics are computed at a time: each temporary (rows x columns) stays near
-#: 10 MB, below glibc's largest mmap threshold, so a process that keeps freed memory
-#: (gencli.native.keep_freed_memory) reuses it instead of faulting in fresh pages for every
-#: array. 500k x 10 rows, K = 5 full: 0.77 s whole, 0.60 s in blocks (0.66 s with a second
-#: process doing the same, against 0.79 s whole).
-BLOCK_ROWS = 131_072
-
-
 def statistics(
     Z: np.ndarray, params: dict[str, Any], weights: np.ndarray | None = None
 ) -> Statistics:
     """E-step statistics of rows ``Z`` under mixture ``params`` (responsibilities in log
-    space), in blocks of ``BLOCK_ROWS`` rows. ``weights`` (one per row, > 0) multiply each
-    row's responsibilities and log-likelihood: integer weights give the statistics of the
-    rows repeated that many times."""
-    if Z.shape[0] > BLOCK_ROWS:
-        return total(
-            [
-                _statistics(
-                    Z[s : s + BLOCK_ROWS],
-                    params,
-                    None if weights is None else weights[s : s + BLOCK_ROWS],
-                )
-                for s in range(0, Z.shape[0], BLOCK_ROWS)
-            ]
-        )
-    return _statistics(Z, params, weights)
+    space), a block of rows at a time (:mod:`gencli.density.families.gaussians`).
+    ``weights`` (one per row, > 0) multiply each row's responsibilities and log-likelihood:
+    integer weights give the statistics of the rows repeated that many times."""
+    components = gaussians.Components.of(params)
+    parts = []
+    for start, offsets, work in gaussians.offset_blocks(Z, components.means):
+        w = None if weights is None else weights[start : start + offsets.shape[1]]
+        terms = components.log_terms(offsets, work)
+        parts.append(_block_statistics(offsets, terms, components.covariance_type, w))
+    return total(parts)
 
 
-def _statistics(Z: np.ndarray, params: dict[str, Any], weights: np.ndarray | None) -> Statistics:
-    log_prob = gmm.weighted_log_probs(params, Z)
-    top = log_prob.max(axis=1, keepdims=True)
+def _block_statistics(
+    offsets: np.ndarray, log_terms: np.ndarray, kind: str, weights: np.ndarray | None
+) -> Statistics:
+    top = log_terms.max(axis=0)
+    log_terms -= top
     with np.errstate(under="ignore"):
-        shifted = np.exp(log_prob - top)
-        norm = shifted.sum(axis=1, keepdims=True)
-        resp = shifted / norm
-    row_log_lik = top[:, 0] + np.log(norm[:, 0])
-    log_likelihood = float(np.sum(row_log_lik) if weights is None else weights @ row_log_lik)
-    means, kind = params["means"], params["covariance_type"]
-    return _accumulate(Z, resp, means, kind, log_likelihood, weights)
+        np.exp(log_terms, out=log_terms)
+    norm = log_terms.sum(axis=0)
+    resp = log_terms
+    resp /= norm
+    row_log_lik = top + np.log(norm)
+    if weights is None:
+        log_likelihood, rows = float(np.sum(row_log_lik)), float(offsets.shape[1])
+    else:
+        log_likelihood, rows = float(weights @ row_log_lik), float(np.sum(weights))
+        resp *= weights
+    return _accumulate(offsets, resp, kind, log_likelihood, rows)
 
 
 def hard_statistics(Z: np.ndarray, centres: np.ndarray, covariance_type: str) -> Statistics:
@@ -114,8 +107,12 @@ def hard_statistics(Z: np.ndarray, centres: np.ndarray, covariance_type: str) ->
     which scikit-learn's k-means initialization turns into the first parameters."""
     # Squared distances from the differences, not |z|^2 - 2 z.c + |c|^2 (which cancels
     # for rows far from the origin, e.g. unstandardized data near 1e8).
-    distance = np.column_stack([np.einsum("ij,ij->i", Z - c, Z - c) for c in centres])
-    return label_statistics(Z, np.argmin(distance, axis=1), centres, covariance_type)
+    parts = []
+    for _start, diffs, work in gaussians.offset_blocks(Z, np.asarray(centres, dtype=np.float64)):
+        np.multiply(diffs, diffs, out=work)
+        labels = np.argmin(work.sum(axis=2), axis=0)
+        parts.append(_label_block(diffs, labels, covariance_type, None))
+    return total(parts)
 
 
 def label_statistics(
@@ -127,39 +124,40 @@ def label_statistics(
 ) -> Statistics:
     """Statistics with row i given wholly to component ``labels[i]`` (with its weight):
     scikit-learn's k-means initialization, from the labels k-means gave."""
-    resp = np.zeros((Z.shape[0], centres.shape[0]))
-    resp[np.arange(Z.shape[0]), labels] = 1.0
-    return _accumulate(Z, resp, centres, covariance_type, math.nan, weights)
+    parts = []
+    for start, diffs, _work in gaussians.offset_blocks(Z, np.asarray(centres, dtype=np.float64)):
+        stop = start + diffs.shape[1]
+        w = None if weights is None else weights[start:stop]
+        parts.append(_label_block(diffs, labels[start:stop], covariance_type, w))
+    return total(parts)
+
+
+def _label_block(
+    diffs: np.ndarray, labels: np.ndarray, covariance_type: str, weights: np.ndarray | None
+) -> Statistics:
+    k, n, _d = diffs.shape
+    resp = np.zeros((k, n))
+    resp[labels, np.arange(n)] = 1.0 if weights is None else weights
+    rows = float(n) if weights is None else float(np.sum(weights))
+    return _accumulate(diffs, resp, covariance_type, math.nan, rows)
 
 
 def _accumulate(
-    Z: np.ndarray,
-    resp: np.ndarray,
-    centres: np.ndarray,
-    covariance_type: str,
-    log_lik: float,
-    weights: np.ndarray | None = None,
+    diffs: np.ndarray, resp: np.ndarray, covariance_type: str, log_lik: float, rows: float
 ) -> Statistics:
-    k, d = centres.shape
-    rows: float = Z.shape[0]
-    if weights is not None:
-        resp = resp * weights[:, None]
-        rows = float(np.sum(weights))
-    weight = resp.sum(axis=0)
-    offset = np.empty((k, d))
-    scatter = np.zeros((d, d) if covariance_type == "tied" else (k, d, d))
-    if covariance_type in ("diag", "spherical"):
-        scatter = np.empty((k, d))
-    for j in range(k):
-        diff = Z - centres[j]
-        weighted = diff * resp[:, j : j + 1]
-        offset[j] = weighted.sum(axis=0)
-        if covariance_type == "full":
-            scatter[j] = weighted.T @ diff
-        elif covariance_type == "tied":
-            scatter += weighted.T @ diff
-        else:
-            scatter[j] = np.einsum("ij,ij->j", weighted, diff)
+    """Statistics from each row's offsets from the centres, (K, rows, d), and its (weighted)
+    responsibilities, (K, rows); both are overwritten. The scatter is that of the offsets
+    scaled by the roots of the responsibilities (one product per component)."""
+    weight = resp.sum(axis=1)
+    offset = np.matmul(resp[:, None, :], diffs)[:, 0, :]
+    np.sqrt(resp, out=resp)
+    diffs *= resp[:, :, None]
+    if covariance_type in ("full", "tied"):
+        scatter = np.matmul(diffs.transpose(0, 2, 1), diffs)
+        if covariance_type == "tied":
+            scatter = scatter.sum(axis=0)
+    else:
+        scatter = np.einsum("knd,knd->kd", diffs, diffs)
     return Statistics(weight, offset, scatter, log_lik, rows)
 
 

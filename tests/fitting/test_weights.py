@@ -14,7 +14,7 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from gencli.density.families import gmm
+from gencli.density.families import gaussians, gmm
 from gencli.fitting import em_stats, shrunk, weighted_gmm
 from gencli.fitting.family_fits import Rows, fit_gmm, fit_shrunk
 
@@ -192,7 +192,7 @@ def test_weighted_statistics_add_up_over_blocks(monkeypatch: pytest.MonkeyPatch)
     w = np.random.default_rng(4).uniform(0.1, 3.0, Z.shape[0])
     params, _ = _start("full")
     whole = em_stats.statistics(Z, params, w)
-    monkeypatch.setattr(em_stats, "BLOCK_ROWS", 37)
+    monkeypatch.setattr(gaussians, "block_rows", lambda components, columns: 37)
     blocks = em_stats.statistics(Z, params, w)
     assert blocks.rows == pytest.approx(w.sum(), rel=1e-14)
     assert whole.rows == pytest.approx(w.sum(), rel=1e-14)

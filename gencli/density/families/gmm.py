@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from gencli.density.families import gaussians
+from gencli.density.families.gaussians import precision_factors
 from gencli.errors import FitError, ModelFileError
 
 COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
@@ -267,7 +269,7 @@ def from_params(params: dict[str, Any]) -> Any:
         tol=params.get("tol", 1e-3),
         reg_covar=params.get("reg_covar", 1e-6),
     )
-    prec_chol, _ = _precisions(params)
+    prec_chol, _ = precision_factors(params)
     if covariance_type == "tied":
         prec_chol = prec_chol[0]
     estimator.weights_ = weights
@@ -375,68 +377,14 @@ def check_params(params: dict[str, Any], n_features: int | None = None) -> None:
             f"(components, {n_features}) for its {n_features} columns"
         )
     _check_shapes(params["weights"], means, params["covariances"], covariance_type)
-    _precisions(params)
-
-
-def _precisions(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Cholesky factors of the precisions and their log-determinants, one per component."""
-    covariance_type = params["covariance_type"]
-    covariances = np.asarray(params["covariances"], dtype=np.float64)
-    k, d = np.asarray(params["means"]).shape
-    if covariance_type in ("diag", "spherical"):
-        if np.any(covariances <= 0):
-            raise ModelFileError("a variance in the model file is not positive")
-        prec = 1.0 / np.sqrt(covariances)
-        if covariance_type == "spherical":
-            return prec, d * np.log(prec)
-        return prec, np.sum(np.log(prec), axis=1)
-    stack = covariances[None] if covariance_type == "tied" else covariances
-    try:
-        lower = np.linalg.cholesky(stack)
-    except np.linalg.LinAlgError as exc:
-        raise ModelFileError("a covariance in the model file is not positive definite") from exc
-    prec_chol = np.transpose(np.linalg.inv(lower), (0, 2, 1))
-    log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
-    if covariance_type == "tied":
-        return np.repeat(prec_chol, k, axis=0), np.repeat(log_det, k)
-    return prec_chol, log_det
+    precision_factors(params)
 
 
 def log_density(
     params: dict[str, Any], Z: np.ndarray, *, mode: str = "fast", cache: dict | None = None
 ) -> np.ndarray:
-    """log-density of each row of Z under the mixture (scikit-learn's formula in numpy)."""
-    log_prob = weighted_log_probs(params, Z, cache=cache)
-    top = log_prob.max(axis=1)
-    safe = np.where(np.isfinite(top), top, 0.0)  # a row beyond every component: -inf, not nan
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        total = np.sum(np.exp(log_prob - safe[:, None]), axis=1)
-        return np.where(np.isfinite(top), safe + np.log(total), -np.inf)
-
-
-def weighted_log_probs(
-    params: dict[str, Any], Z: np.ndarray, *, cache: dict | None = None
-) -> np.ndarray:
-    """log(weight_k) + log N(z | mean_k, cov_k), (rows, K): no scikit-learn import needed."""
-    if cache is not None and "precisions" in cache:
-        prec, log_det = cache["precisions"]
-    else:
-        prec, log_det = _precisions(params)
-        if cache is not None:
-            cache["precisions"] = (prec, log_det)
-    means = np.asarray(params["means"], dtype=np.float64)
-    weights = np.asarray(params["weights"], dtype=np.float64)
-    k, d = means.shape
-    log_prob = np.empty((Z.shape[0], k))
-    full = params["covariance_type"] in ("full", "tied")
-    for j in range(k):
-        with np.errstate(over="ignore", invalid="ignore"):
-            y = Z @ prec[j] - means[j] @ prec[j] if full else (Z - means[j]) * prec[j]
-            maha = np.einsum("ij,ij->i", y, y)
-        log_prob[:, j] = -0.5 * (d * np.log(2 * np.pi) + maha) + log_det[j]
-    with np.errstate(divide="ignore"):
-        log_prob += np.log(weights)
-    return log_prob
+    """log-density of each row of Z under the mixture (``mode`` is a kernel density's)."""
+    return gaussians.log_density(params, Z, cache)
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:
