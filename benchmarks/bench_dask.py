@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -157,10 +158,19 @@ def _scaling(bench: Bench) -> None:
 @contextlib.contextmanager
 def running_cluster(info: Path, workers: int) -> Iterator[str]:
     """A `dask scheduler` and a `dask worker` with ``workers`` single-threaded processes on
-    127.0.0.1, stopped (by their handles) on the way out."""
+    127.0.0.1, with the embedded cluster's settings, stopped (by their handles) on the way
+    out."""
+    from gencli.engines.cluster import QUIET
+
     python = sys.executable
     started: list[subprocess.Popen] = []
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    # The settings gencli gives its embedded cluster (Dask's housekeeping turned down),
+    # which a running cluster takes from its environment.
+    environment = os.environ | {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(ours)
+        for key, (_default, ours) in QUIET.items()
+    }
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": environment}
     try:
         started.append(
             subprocess.Popen(

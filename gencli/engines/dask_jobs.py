@@ -61,24 +61,19 @@ def in_order(
 def score_part(
     model: DensityModel, plan: PartPlan, index: int, options: dict[str, Any]
 ) -> list[ScoredChunk]:
-    """Score one part (on a worker, or here), through the local engine's chunked scoring."""
+    """Score one part (on a worker, or here), through the local engine's chunked scoring;
+    a Parquet part streams a batch at a time, as the local engine reads a file, so a
+    worker's memory holds a batch rather than the part (and its caches the batch)."""
     from gencli.io.streams import stream_table
 
     part = plan.parts[index]
-    if part.groups is None:
-        stream = stream_table(
-            part.path, format=part.format, header=plan.header, usecols=model.usecols(part.path)
-        )
-    else:
-        from gencli.io.parts import read_groups
-        from gencli.io.streams import CHUNK_ROWS
-        from gencli.io.table import block_rows
-
-        wanted = tuple(model.columns) if model.named_columns else ()
-        values, columns = read_groups(replace(plan, columns=wanted), part)
-        step = block_rows(CHUNK_ROWS, len(columns))  # the local engine's chunks
-        chunks = (values[i : i + step] for i in range(0, len(values), step))
-        stream = TableStream(columns, True, part.path, chunks)
+    stream = stream_table(
+        part.path,
+        format=part.format,
+        header=plan.header,
+        usecols=model.usecols(part.path),
+        row_groups=part.groups,
+    )
     names = Table(np.empty((0, len(stream.columns))), stream.columns, stream.named, part.path)
     picks = model.column_picks(names)
     try:

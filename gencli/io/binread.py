@@ -351,14 +351,19 @@ def read_parquet(handle: Any, name: str, wanted: Sequence[int] | None) -> RawTab
     return from_arrow(table, name, named=True, bad_cells=positions)
 
 
+DECODE_BYTES = 1 << 20
+
+
 def stream_parquet(
     handle: Any,
     name: str,
     chunk_rows: int,
     usecols: Callable[[list[str]], Iterable[int]] | None = None,
+    row_groups: Sequence[int] | None = None,
 ) -> tuple[list[str], Iterator[np.ndarray]]:
-    """Column names and float64 blocks of rows, decoded a batch at a time. Only the columns
-    ``usecols`` keeps (default all) must be numbers; the others read as NaN."""
+    """Column names and float64 blocks of rows, decoded a batch at a time (of ``row_groups``
+    only, when given: a part of the file). Only the columns ``usecols`` keeps (default all)
+    must be numbers; the others read as NaN."""
     import pyarrow as pa
 
     names = parquet_names(handle)
@@ -378,8 +383,18 @@ def stream_parquet(
             name, columns, {names[j]: cell for j, cell in bad.items()}, "remove that column"
         )
 
+    step = block_rows(chunk_rows, len(names))
+    # About a MB of values decoded at a time, handed out in blocks of ``step`` rows: the
+    # batch stays in cache while it is converted and scored, and the per-batch work stays
+    # small against it (scoring a 1M x 10 part in one process: 0.74-0.80 s decoding 65,536
+    # rows at a time, 0.85-1.0 s decoding 6,553; larger batches lost that lead with both
+    # cores busy).
+    decode = max(step, min(chunk_rows, DECODE_BYTES // (8 * max(len(names), 1))))
+
     def blocks() -> Iterator[np.ndarray]:
-        batches = handle.iter_batches(batch_size=block_rows(chunk_rows, len(names)))
+        batches = handle.iter_batches(
+            batch_size=decode, row_groups=None if row_groups is None else list(row_groups)
+        )
         while True:
             with _decoding(name):
                 batch = next(batches, None)
@@ -387,6 +402,8 @@ def stream_parquet(
                 return
             if batch.num_rows:
                 table = pa.Table.from_batches([batch])
-                yield from_arrow(table, name, named=True, bad_cells=dict(unused)).values
+                values = from_arrow(table, name, named=True, bad_cells=dict(unused)).values
+                for start in range(0, len(values), step):
+                    yield values[start : start + step]
 
     return names, blocks()

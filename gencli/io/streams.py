@@ -43,6 +43,7 @@ def stream_table(
     chunk_rows: int = CHUNK_ROWS,
     header: bool | None = None,
     usecols: UseCols | None = None,
+    row_groups: Sequence[int] | None = None,
 ) -> TableStream:
     """Open a table for reading in blocks of at most ``chunk_rows`` rows (fewer for wide
     tables, see :func:`gencli.io.table.block_rows`), from a file or a pipe, with memory that
@@ -53,7 +54,8 @@ def stream_table(
     may raise for a missing one); only those must be numbers, the others read as NaN, so a
     text column the model does not use (an id, a label) is simply ignored.
     Every format streams: CSV/TSV in blocks of lines, NPY a block of rows at a time, and
-    Parquet a batch at a time (from a pipe, after reading its bytes within the budget).
+    Parquet a batch at a time (from a pipe, after reading its bytes within the budget;
+    only ``row_groups`` when given, a part of the file).
     """
     check_input(source)
     fmt = format_for(source, format)
@@ -85,6 +87,7 @@ def stream_table(
                 if usecols is not None
                 else range(len(raw))
             ),
+            row_groups,
         )
         return TableStream(column_names(names, handle.name, named=True), True, handle.name, blocks)
     except BaseException:
