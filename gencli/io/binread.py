@@ -384,12 +384,10 @@ def stream_parquet(
         )
 
     step = block_rows(chunk_rows, len(names))
-    # About a MB of values decoded at a time, handed out in blocks of ``step`` rows: the
-    # batch stays in cache while it is converted and scored, and the per-batch work stays
-    # small against it (scoring a 1M x 10 part in one process: 0.74-0.80 s decoding 65,536
-    # rows at a time, 0.85-1.0 s decoding 6,553; larger batches lost that lead with both
-    # cores busy).
-    decode = max(step, min(chunk_rows, DECODE_BYTES // (8 * max(len(names), 1))))
+    # About a MB of values decoded at a time (whole blocks of ``step`` rows, handed out one
+    # by one): the batch stays in cache while it is converted and scored, and the work per
+    # batch stays small against it.
+    decode = step * max(1, min(chunk_rows, DECODE_BYTES // (8 * max(len(names), 1))) // step)
 
     def blocks() -> Iterator[np.ndarray]:
         batches = handle.iter_batches(
