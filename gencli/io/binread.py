@@ -389,9 +389,15 @@ def stream_parquet(
     # batch stays small against it.
     decode = step * max(1, min(chunk_rows, DECODE_BYTES // (8 * max(len(names), 1))) // step)
 
+    # Columns nobody uses are not decoded (their place filled with NaN), unless a name
+    # repeats and so cannot pick one column.
+    wanted = sorted(kept) if unused and len(set(names)) == len(names) else None
+
     def blocks() -> Iterator[np.ndarray]:
         batches = handle.iter_batches(
-            batch_size=decode, row_groups=None if row_groups is None else list(row_groups)
+            batch_size=decode,
+            row_groups=None if row_groups is None else list(row_groups),
+            columns=None if wanted is None else [names[j] for j in wanted],
         )
         while True:
             with _decoding(name):
@@ -400,7 +406,11 @@ def stream_parquet(
                 return
             if batch.num_rows:
                 table = pa.Table.from_batches([batch])
-                values = from_arrow(table, name, named=True, bad_cells=dict(unused)).values
+                if wanted is None:
+                    values = from_arrow(table, name, named=True, bad_cells=dict(unused)).values
+                else:
+                    values = np.full((batch.num_rows, len(names)), np.nan)
+                    values[:, wanted] = from_arrow(table, name, named=True).values
                 for start in range(0, len(values), step):
                     yield values[start : start + step]
 

@@ -218,3 +218,33 @@ def test_blocks_are_cut_at_line_ends_of_any_kind(tmp_path, ending) -> None:
     ]
     (tmp_path / "e.csv").write_bytes(ending.join(lines).encode() + ending.encode())
     np.testing.assert_array_equal(_stream_values(tmp_path / "e.csv", chunk_rows=4096), values)
+
+
+@pytest.mark.parametrize("repeated_name", [False, True])
+def test_parquet_streams_only_the_columns_and_row_groups_asked_for(
+    tmp_path, repeated_name: bool
+) -> None:
+    """Unused columns are NaN whether or not they are decoded (a repeated name reads all);
+    row groups stream in file order, against pyarrow's own read of those groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gencli.io.streams import stream_table
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=5000), rng.normal(size=5000)
+    names = ["id", "a", "id" if repeated_name else "note", "b"]
+    text = pa.array([f"r{i}" for i in range(5000)])
+    table = pa.Table.from_arrays([text, pa.array(a), text, pa.array(b)], names=names)
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=1000)
+    stream = stream_table(
+        tmp_path / "t.parquet",
+        chunk_rows=700,
+        usecols=lambda columns, named: [1, 3],
+        row_groups=[1, 3],
+    )
+    got = np.vstack(list(stream.chunks))
+    groups = pq.ParquetFile(tmp_path / "t.parquet").read_row_groups([1, 3])
+    assert got.shape == (2000, 4) and np.isnan(got[:, [0, 2]]).all()
+    np.testing.assert_array_equal(got[:, 1], groups.column(1).to_numpy())
+    np.testing.assert_array_equal(got[:, 3], groups.column(3).to_numpy())
