@@ -240,7 +240,7 @@ def score_file(
         if many:
             from gencli.engines.dask_jobs import many_scored
 
-            stream, scored = many_scored(
+            stream, scored, cluster_record = many_scored(
                 stack, model, data, engine, cluster, say, format, header, options
             )
         else:
@@ -248,7 +248,7 @@ def score_file(
             stream = stream_table(
                 inputs[0], format=format, stdin=stdin, header=header, usecols=usecols
             )
-            scored = None
+            scored, cluster_record = None, {}
         names = Table(
             np.empty((0, len(stream.columns))), stream.columns, stream.named, stream.source
         )
@@ -286,8 +286,8 @@ def score_file(
                 flags = {"outlier": log_density < threshold}
                 counts["outliers"] += int(flags["outlier"].sum())
             if writer is not None:
-                out = [part.row_numbers, log_density] if dropna else [log_density]
-                writer.write(np.column_stack(out), flags)
+                out = np.column_stack([part.row_numbers, log_density]) if dropna else log_density
+                writer.write(out, flags)
             counts["rows"] += log_density.size
             total += float(np.sum(log_density))
             if progress is not None:
@@ -299,10 +299,13 @@ def score_file(
                 )
             raise DataError(f"{stream.source}: has no data rows; nothing to score")
     counts["total"] = total
-    return score_summary(
+    summary = score_summary(
         model, model_path, flag_below, threshold, counts, output, stream.source, extra,
         stream.named, list(stream.notes), mode,
     )  # fmt: skip
+    if cluster_record:  # what the cluster did: workers, parts, seconds scoring
+        summary["engine"] = cluster_record
+    return summary
 
 
 def outlier_threshold(model: DensityModel, quantile: float, name: str) -> float:

@@ -235,6 +235,13 @@ def _score_lines(result: dict[str, Any]) -> list[str]:
             f"outliers   {outliers['count']} rows below {outliers['threshold']:.4f}, the "
             f"{outliers['quantile']:g}-quantile of the held-out rows' log-density"
         )
+    engine = result.get("engine")
+    if engine:
+        rate = result["rows"] / max(engine["scoring_seconds"], 1e-9)
+        lines.append(
+            f"cluster    {engine['parts']} parts on {engine['workers']} workers in "
+            f"{engine['scoring_seconds']:.2f} s ({rate:,.0f} rows/s)"
+        )
     return lines
 
 

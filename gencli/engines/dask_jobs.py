@@ -10,6 +10,7 @@ the local engine's own checks (:func:`gencli.engines.local.score_chunks`).
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -92,23 +93,46 @@ def _on_worker(
     model: DensityModel, plan: PartPlan, index: int, options: dict[str, Any]
 ) -> list[ScoredChunk]:
     """:func:`score_part` on a Dask worker, whose process keeps freed memory for reuse
-    (never changed in a process that only calls the library)."""
+    (never changed in a process that only calls the library), as one chunk: a part's
+    scores travel as one array, not as one small message per chunk."""
     from gencli.engines.dask_tasks import set_up_process
 
     set_up_process()
-    return score_part(model, plan, index, options)
+    return [joined(score_part(model, plan, index, options))]
+
+
+def joined(chunks: list[ScoredChunk]) -> ScoredChunk:
+    """One chunk holding ``chunks``' rows in order, and their counts summed."""
+    return ScoredChunk(
+        np.concatenate([chunk.row_numbers for chunk in chunks] or [_NO_ROWS]),
+        np.concatenate([chunk.log_density for chunk in chunks] or [_NO_ROWS]),
+        sum(chunk.rows_read for chunk in chunks),
+        sum(chunk.skipped for chunk in chunks),
+        sum(chunk.underflow for chunk in chunks),
+    )
 
 
 def scored_chunks(
-    client: Any, model: DensityModel, plan: PartPlan, options: dict[str, Any]
+    client: Any,
+    model: DensityModel,
+    plan: PartPlan,
+    options: dict[str, Any],
+    record: dict[str, Any] | None = None,
 ) -> Iterator[ScoredChunk]:
     """Every part's scored chunks in input order, row numbers counted from the data set's
-    first row: on the workers (the model sent to each once), or here if ``client`` is None."""
+    first row: on the workers (the model sent to each once), or here if ``client`` is None.
+    ``record`` gets the cluster's share: workers, parts and the seconds from the model sent
+    to the last part consumed (the scoring itself, without starting up or the final sync)."""
+    started = time.perf_counter()
     if client is None:
         results: Iterator[list[ScoredChunk]] = (
             score_part(model, plan, i, options) for i in range(len(plan.parts))
         )
     else:
+        from gencli.engines.cluster import worker_count
+
+        if record is not None:
+            record.update(name="dask", workers=worker_count(client), parts=len(plan.parts))
         shared = client.scatter(model, broadcast=True)
         calls = ((_on_worker, (shared, plan, i, options)) for i in range(len(plan.parts)))
         results = in_order(client, calls)
@@ -117,6 +141,8 @@ def scored_chunks(
         for chunk in chunks:
             yield replace(chunk, row_numbers=chunk.row_numbers + offset)
         offset += sum(chunk.rows_read for chunk in chunks)
+    if record is not None and client is not None:
+        record["scoring_seconds"] = time.perf_counter() - started
 
 
 def many_scored(
@@ -129,8 +155,9 @@ def many_scored(
     format: str | None,
     header: bool | None,
     options: dict[str, Any],
-) -> tuple[TableStream, Iterator[ScoredChunk]]:
-    """The column names and the scored chunks of data in parts, on ``engine``; a cluster
+) -> tuple[TableStream, Iterator[ScoredChunk], dict[str, Any]]:
+    """The column names and the scored chunks of data in parts, on ``engine``, and what a
+    cluster did (filled in as the chunks are consumed; empty on the local engine); a cluster
     is entered on ``stack`` (closed when the caller's writing is done)."""
     from gencli.io.parts import plan_parts
 
@@ -140,7 +167,8 @@ def many_scored(
         Table(np.empty((0, len(plan.columns))), list(plan.columns), plan.named, plan.source)
     )  # before any cluster
     client = enter_cluster(stack, cluster, say) if engine == "dask" else None
-    return names, scored_chunks(client, model, plan, options)
+    record: dict[str, Any] = {}
+    return names, scored_chunks(client, model, plan, options, record), record
 
 
 def enter_cluster(stack: Any, cluster: Cluster | None, say: Callable[[str], None] | None) -> Any:

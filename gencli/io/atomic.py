@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -263,7 +264,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         opened = True
         tmp = names[-1]
         with os.fdopen(fd, mode) as handle:
-            yield handle
+            with _SyncBehind(fd):
+                yield handle
             raise_if_stopped()  # a stop signal whose exception was swallowed must not publish
             handle.flush()
             os.fsync(handle.fileno())
@@ -280,6 +282,45 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
         raise
     written.append(str(path))
 
+
+class _SyncBehind:
+    """Pushes a temporary file's bytes to disk while it is still being written, so that the
+    sync before the rename waits for the last few MB rather than for the whole file (160 MB
+    of scores: 0.3 s here, the command's last step, against 0.05 s).
+
+    A thread looks at the file's size every :data:`SYNC_EVERY_SECONDS` and syncs once
+    :data:`SYNC_BYTES` more have reached the kernel; it is stopped and joined before the file
+    is closed (its descriptor must not outlive the file), whatever ends the writing."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gencli-sync-behind", daemon=True)
+
+    def __enter__(self) -> _SyncBehind:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        synced = 0
+        while not self.stop.wait(SYNC_EVERY_SECONDS):
+            try:
+                size = os.fstat(self.fd).st_size
+                if size - synced >= SYNC_BYTES:
+                    _data_sync(self.fd)
+                    synced = size
+            except OSError:  # the final fsync reports any error that matters
+                return
+
+
+_data_sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+#: Bytes written since the last sync that start another one (see :class:`_SyncBehind`).
+SYNC_BYTES = 32 << 20
+SYNC_EVERY_SECONDS = 0.25
 
 _TEMP_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 #: Temporary files being written. A stop signal that lands after one is made but before the

@@ -229,7 +229,7 @@ class TableWriter:
 
     # ------------------------------------------------------------------ writing
 
-    def _raw_write(self, payload: bytes, handle: IO[bytes] | None = None) -> None:
+    def _raw_write(self, payload: bytes | memoryview, handle: IO[bytes] | None = None) -> None:
         stream = handle if handle is not None else self._handle
         assert stream is not None
         try:
@@ -282,8 +282,8 @@ class TableWriter:
             self._header_done = True
         elif self.fmt == "npy":
             extra = [np.asarray(f, dtype=np.float64).reshape(-1, 1) for f in flags.values()]
-            block = np.ascontiguousarray(np.hstack([values, *extra]), "<f8")
-            self._raw_write(block.tobytes())
+            block = np.ascontiguousarray(np.hstack([values, *extra]) if extra else values, "<f8")
+            self._raw_write(block.reshape(-1).data.cast("B"))  # its own bytes, no copy
         else:
             self._write_parquet(values, flags)
         self.rows += values.shape[0]
@@ -386,7 +386,7 @@ def _is_terminal(handle: IO[bytes]) -> bool:
         return False
 
 
-def write_all(stream: IO[bytes], payload: bytes) -> None:
+def write_all(stream: IO[bytes], payload: bytes | memoryview) -> None:
     """Write every byte: a buffered write to a pipe may stop short when the reader closes,
     and the next write then raises BrokenPipeError instead of losing data silently."""
     view = memoryview(payload)

@@ -158,7 +158,11 @@ def test_fit_score_sample_through_a_scheduler_match_the_local_engine(
     model = load("m.pkl")
     assert model.family == "gmm" and model.metadata["engine"]["name"] == "dask"
     assert _cli("score", "m.pkl", many, "-o", "local.csv").exit_code == 0
-    assert _cli("score", "m.pkl", many, "-o", "dask.csv", *dask).exit_code == 0
+    scored = _cli("score", "m.pkl", many, "-o", "dask.csv", "--json", *dask)
+    assert scored.exit_code == 0, scored.output
+    engine = json.loads(scored.stdout)["engine"]  # the cluster's share of the run
+    assert (engine["name"], engine["workers"], engine["parts"]) == ("dask", 2, 5)
+    assert 0 < engine["scoring_seconds"] < 60
     assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()
     scores = np.loadtxt("dask.csv", skiprows=1)
     np.testing.assert_allclose(scores, model.score_samples(data[0]), rtol=1e-12)
@@ -271,6 +275,17 @@ def test_bad_data_in_one_part_is_one_line_naming_that_file(client: Any, tmp_path
     dropped = _cli("fit", folder, "-k", "2", "--dropna", "-o", "m.pkl", *address)
     assert dropped.exit_code == 0, dropped.output
     assert load("m.pkl").metadata["rows"] == 99
+    # Scores with --dropna: each part's scores travel as one array; the rows are counted
+    # across the parts (row 7 of the second file is row 57), the same bytes as the local run.
+    for engine, out in ((address, "dask.csv"), ([], "local.csv")):
+        scored = _cli("score", "m.pkl", folder, "--dropna", "-o", out, "--json", *engine)
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(scored.stdout)["skipped_rows"] == 1
+    assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()
+    rows = np.loadtxt("dask.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(rows[:, 0], [r for r in range(1, 101) if r != 57])
+    kept = np.vstack([good, bad])[~np.isnan(np.vstack([good, bad])).any(axis=1)]
+    np.testing.assert_allclose(rows[:, 1], load("m.pkl").score_samples(kept), rtol=1e-12)
 
 
 def test_the_held_out_quantile_sample_does_not_depend_on_the_cut() -> None:
