@@ -217,7 +217,7 @@ def score_file(
     if folder:
         from gencli.engines.dask_jobs import score_to_folder
 
-        plan, counts = score_to_folder(
+        plan, counts, cluster_record = score_to_folder(
             model,
             data,
             output,
@@ -231,10 +231,11 @@ def score_file(
             progress=progress,
         )
         names = Table(np.empty((0, len(plan.columns))), list(plan.columns), plan.named, "")
-        return score_summary(
+        summary = score_summary(
             model, model_path, flag_below, threshold, counts, output, plan.source,
             model.extra_columns(names), plan.named, list(plan.notes), mode,
         )  # fmt: skip
+        return _with_engine(summary, cluster_record)
     stack = contextlib.ExitStack()  # a cluster, then the writer: closed in turn
     try:
         if many:
@@ -303,8 +304,13 @@ def score_file(
         model, model_path, flag_below, threshold, counts, output, stream.source, extra,
         stream.named, list(stream.notes), mode,
     )  # fmt: skip
-    if cluster_record:  # what the cluster did: workers, parts, seconds scoring
-        summary["engine"] = cluster_record
+    return _with_engine(summary, cluster_record)
+
+
+def _with_engine(summary: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A score summary with what a cluster did (workers, parts, seconds scoring), if any."""
+    if record:
+        summary["engine"] = record
     return summary
 
 

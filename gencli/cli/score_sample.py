@@ -135,7 +135,8 @@ def score(
     written in chunks, so memory stays flat for any file size. DATA may also be several
     files, a glob or a folder of part files, scored in name order as one table, or a URL
     fsspec reads (s3://, https://, file://, ...); with --engine dask the parts are scored on
-    a Dask cluster's workers (the same numbers). --columns scores by a marginal density,
+    a Dask cluster's workers (the same numbers; the summary adds the parts, the workers and
+    the seconds they took, start-up excluded). --columns scores by a marginal density,
     --given by a conditional one (Gaussian mixtures, and kernel densities with the gaussian
     kernel), both in the data's units.
 

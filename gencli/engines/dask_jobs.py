@@ -365,10 +365,11 @@ def score_to_folder(
     options: dict[str, Any],
     threshold: float | None,
     progress: Callable[[int], None] | None,
-) -> tuple[PartPlan, dict[str, Any]]:
+) -> tuple[PartPlan, dict[str, Any], dict[str, Any]]:
     """Every part's scores as a part file of a new folder, written by whoever scores the part
     (the workers, or this process) into a temporary folder beside it, renamed when all are
-    written: the folder appears whole or not at all."""
+    written: the folder appears whole or not at all. Returns the plan, the counts and what
+    a cluster did (as :func:`scored_chunks` records it; empty on the local engine)."""
     import contextlib
     import os
     import shutil
@@ -391,6 +392,7 @@ def score_to_folder(
     )
     temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=parent)
     total: dict[str, Any] = {}
+    record: dict[str, Any] = {}
     try:
         with contextlib.ExitStack() as stack:
             client = enter_cluster(stack, cluster, say) if engine == "dask" else None
@@ -398,7 +400,11 @@ def score_to_folder(
                 (score_part_to_file, (model, plan, i, options, temporary, threshold))
                 for i in range(len(plan.parts))
             )
+            started = time.perf_counter()
             if client is not None:
+                from gencli.engines.cluster import worker_count
+
+                record.update(name="dask", workers=worker_count(client), parts=len(plan.parts))
                 shared = client.scatter(model, broadcast=True)
                 calls = (
                     (score_part_to_file, (shared, plan, i, options, temporary, threshold))
@@ -412,6 +418,8 @@ def score_to_folder(
                     total[key] = total.get(key, 0) + value
                 if progress is not None:
                     progress(counts["read"])
+            if record:
+                record["scoring_seconds"] = time.perf_counter() - started
         if not total.get("rows"):
             from gencli.errors import DataError
 
@@ -428,7 +436,7 @@ def score_to_folder(
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    return plan, total
+    return plan, total, record
 
 
 def _umask() -> int:

@@ -332,6 +332,9 @@ def test_scores_to_a_folder_are_part_files_in_input_order(
     )
     assert "outliers" in result.output and table.column("outlier").to_numpy().any()
     assert not [p for p in Path(".").iterdir() if p.name.startswith(".scores")]  # no leftovers
+    # The summary says what the cluster did, and only when there was one.
+    said = f"cluster    {len(files)} parts on 2 workers in "
+    assert (said in result.output) == (engine == "dask"), result.output
 
 
 def test_a_folder_of_scores_is_refused_whole_on_bad_data(client: Any, tmp_path: Path) -> None:
