@@ -295,22 +295,33 @@ class _SyncBehind:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="gencli-sync-behind", daemon=True)
+        self.thread: threading.Thread | None = None
 
     def __enter__(self) -> _SyncBehind:
-        self.thread.start()
+        thread = threading.Thread(target=self._run, name="gencli-sync-behind", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the final sync does it all
+            return self
+        self.thread = thread
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self.thread.join()
+        if self.thread is None:
+            return
+        try:
+            self.thread.join()
+        except BaseException:  # a stop signal during the join: the thread ends within a sync,
+            self.thread.join()  # and the file must not be closed under it
+            raise
 
     def _run(self) -> None:
         synced = 0
         while not self.stop.wait(SYNC_EVERY_SECONDS):
             try:
                 size = os.fstat(self.fd).st_size
-                if size - synced >= SYNC_BYTES:
+                if size - synced >= SYNC_BYTES and not self.stop.is_set():
                     _data_sync(self.fd)
                     synced = size
             except OSError:  # the final fsync reports any error that matters

@@ -452,3 +452,48 @@ def test_marginal_and_conditional_scores_on_the_cluster_equal_the_local_ones(
         result = _cli("score", "m.pkl", one, *flags, "-o", "dask.csv", *dask)
         assert result.exit_code == 0, result.output
         assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()
+
+
+def test_packed_chunks_give_back_the_very_chunks() -> None:
+    """What a worker sends back unpacks into the chunks it scored: rows, scores, counts."""
+    from gencli.engines.dask_jobs import PackedChunks
+    from gencli.engines.local import ScoredChunk
+
+    rng = np.random.default_rng(0)
+    sizes = [5, 0, 3, 7]  # a chunk whose rows were all skipped (--dropna) in between
+    made = [
+        ScoredChunk(np.arange(i * 10 + 1.0, i * 10 + 1.0 + m), rng.normal(size=m), 10, 10 - m, i)
+        for i, m in enumerate(sizes)
+    ]
+    back = PackedChunks.of(list(made)).chunks()
+    assert len(back) == len(made)
+    for got, want in zip(back, made, strict=True):
+        np.testing.assert_array_equal(got.row_numbers, want.row_numbers)
+        np.testing.assert_array_equal(got.log_density, want.log_density)
+        assert (got.rows_read, got.skipped, got.underflow) == (
+            want.rows_read,
+            want.skipped,
+            want.underflow,
+        )
+    no_rows = [ScoredChunk(np.zeros(0), c.log_density, 10, 0, 0) for c in made]
+    assert all(c.row_numbers.size == 0 for c in PackedChunks.of(no_rows).chunks())
+    assert PackedChunks.of([]).chunks() == []
+
+
+def test_parts_of_many_chunks_sum_and_write_as_the_local_engine(
+    client: Any, tmp_path: Path
+) -> None:
+    """Parts of 40,000 rows are scored in 16,384-row chunks: the summary's total (a sum
+    per chunk) and the file are the local engine's to the last bit."""
+    folder = _write_parts(tmp_path / "big", _mixture(80_000, seed=3), 2, 40_000)
+    fitted = _cli("fit", folder, "-k", "2", "--validation", "0", "-o", "m.pkl")
+    assert fitted.exit_code == 0, fitted.output
+    address = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    summaries = {}
+    for name, engine in (("local", []), ("dask", address)):
+        scored = _cli("score", "m.pkl", folder, "-o", f"{name}.csv", "--json", *engine)
+        assert scored.exit_code == 0, scored.output
+        summaries[name] = json.loads(scored.stdout)
+    for key in ("rows", "total_log_likelihood", "mean_log_likelihood"):
+        assert summaries["dask"][key] == summaries["local"][key], key
+    assert Path("dask.csv").read_bytes() == Path("local.csv").read_bytes()

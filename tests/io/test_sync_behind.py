@@ -3,6 +3,7 @@ for the tail only), and the thread that does it never outlives the file."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -20,7 +21,8 @@ def _syncing_threads() -> list[threading.Thread]:
 
 @pytest.fixture
 def syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """(file size, at) of each sync behind the writer; small thresholds so a test is quick."""
+    """(file size, at) of each sync behind the writer; quick checks, and a file closed only
+    once the thread is gone (its descriptor must not outlive the file)."""
     seen: list[tuple[int, int]] = []
     real = atomic._data_sync
 
@@ -28,16 +30,22 @@ def syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
         seen.append((os.fstat(fd).st_size, len(seen)))
         real(fd)
 
+    class Checked(io.BufferedWriter):
+        def close(self) -> None:
+            assert not _syncing_threads(), "the file was closed under its sync thread"
+            super().close()
+
     monkeypatch.setattr(atomic, "_data_sync", recorded)
-    monkeypatch.setattr(atomic, "SYNC_BYTES", 1 << 16)
     monkeypatch.setattr(atomic, "SYNC_EVERY_SECONDS", 0.005)
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="wb": Checked(io.FileIO(fd, "wb")))
     return seen
 
 
 def test_a_growing_file_is_synced_while_it_is_written(
-    tmp_path: Path, syncs: list[tuple[int, int]]
+    tmp_path: Path, syncs: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    block = bytes(range(256)) * 1024  # 256 KB, four times the threshold
+    monkeypatch.setattr(atomic, "SYNC_BYTES", 1)  # any growth: a block seen half written too
+    block = bytes(range(256)) * 1024
     with atomic.atomic_write(tmp_path / "out.bin") as handle:
         for _ in range(6):
             handle.write(block)
@@ -53,7 +61,10 @@ def test_a_growing_file_is_synced_while_it_is_written(
     assert not _syncing_threads()
 
 
-def test_a_small_file_is_never_synced_behind(tmp_path: Path, syncs: list[tuple[int, int]]) -> None:
+def test_a_small_file_is_never_synced_behind(
+    tmp_path: Path, syncs: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SYNC_BYTES", 1 << 16)
     with atomic.atomic_write(tmp_path / "out.csv") as handle:
         handle.write(b"x\n" * 100)
         handle.flush()
