@@ -199,7 +199,7 @@ def score_file(
     :func:`fit_file`), with the same numbers. ``columns`` scores by the marginal density of
     those columns; ``given`` by the density of the others given these, row by row.
     """
-    from gencli.engines.dask_jobs import check_folder_output, is_folder_output
+    from gencli.engines.dask_score import check_folder_output, is_folder_output
     from gencli.io.writers import output_format as format_of_output
 
     folder = is_folder_output(output)
@@ -215,7 +215,7 @@ def score_file(
     threshold = outlier_threshold(model, flag_below, str(model_path)) if flag_below else None
     options: dict[str, Any] = {"mode": mode, "dropna": dropna, "allow_underflow": allow_underflow}
     if folder:
-        from gencli.engines.dask_jobs import score_to_folder
+        from gencli.engines.dask_score import score_to_folder
 
         plan, counts, cluster_record = score_to_folder(
             model,
@@ -239,7 +239,7 @@ def score_file(
     stack = contextlib.ExitStack()  # a cluster, then the writer: closed in turn
     try:
         if many:
-            from gencli.engines.dask_jobs import many_scored
+            from gencli.engines.dask_score import many_scored
 
             stream, scored, cluster_record = many_scored(
                 stack, model, data, engine, cluster, say, format, header, options

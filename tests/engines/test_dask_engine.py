@@ -456,7 +456,7 @@ def test_marginal_and_conditional_scores_on_the_cluster_equal_the_local_ones(
 
 def test_packed_chunks_give_back_the_very_chunks() -> None:
     """What a worker sends back unpacks into the chunks it scored: rows, scores, counts."""
-    from gencli.engines.dask_jobs import PackedChunks
+    from gencli.engines.dask_score import PackedChunks
     from gencli.engines.local import ScoredChunk
 
     rng = np.random.default_rng(0)
