@@ -73,11 +73,14 @@ def bench_dask_out_of_core(bench: Bench) -> None:
     _out_of_core(bench)
 
 
+def _engine_seconds(side, key: str) -> float:  # type: ignore[no-untyped-def]
+    """The median over the runs of a figure of the summary's ``engine`` block."""
+    return statistics.median(float(json.loads(run.stdout)["engine"][key]) for run in side.runs)
+
+
 def _pass_seconds(side) -> float:  # type: ignore[no-untyped-def]
     """The median over the runs of each run's median EM pass."""
-    return statistics.median(
-        float(json.loads(run.stdout)["engine"]["em_pass_seconds"]) for run in side.runs
-    )
+    return _engine_seconds(side, "em_pass_seconds")
 
 
 def _out_of_core(bench: Bench) -> None:
@@ -156,9 +159,7 @@ def _scaling(bench: Bench) -> None:
             )[label]
             if side.ok:
                 seconds[w] = side.seconds
-                scoring[w] = statistics.median(
-                    float(json.loads(run.stdout)["engine"]["scoring_seconds"]) for run in side.runs
-                )
+                scoring[w] = _engine_seconds(side, "scoring_seconds")
     if len(seconds) == 2:
         _speedup(bench, f"dask score, {rows:,} x 10: 1 -> 2 workers", seconds[1], seconds[2])
         _speedup(

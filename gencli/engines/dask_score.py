@@ -18,7 +18,7 @@ from gencli.engines.dask_jobs import Cluster, enter_cluster, in_order
 from gencli.engines.local import ScoredChunk, score_chunks
 from gencli.errors import DataError, OutputError
 from gencli.io.parts import PartPlan
-from gencli.io.streams import TableStream, shift_rows
+from gencli.io.streams import TableStream, shift_rows, stream_table
 from gencli.io.table import Table
 
 # ----------------------------------------------------------------------------- score
@@ -30,8 +30,6 @@ def score_part(
     """Score one part (on a worker, or here), through the local engine's chunked scoring;
     a Parquet part streams a batch at a time, as the local engine reads a file, so a
     worker's memory holds a batch rather than the part (and its caches the batch)."""
-    from gencli.io.streams import stream_table
-
     part = plan.parts[index]
     stream = stream_table(
         part.path,
@@ -128,10 +126,8 @@ def scored_chunks(
             score_part(model, plan, i, options) for i in range(len(plan.parts))
         )
     else:
-        from gencli.engines.cluster import worker_count
-
         if record is not None:
-            record.update(name="dask", workers=worker_count(client), parts=len(plan.parts))
+            record.update(_cluster_record(client, plan))
         shared = client.scatter(model, broadcast=True)
         calls = ((_on_worker, (shared, plan, i, options)) for i in range(len(plan.parts)))
         results = (packed.chunks() for packed in in_order(client, calls))
@@ -142,6 +138,13 @@ def scored_chunks(
         offset += sum(chunk.rows_read for chunk in chunks)
     if record is not None and client is not None:
         record["scoring_seconds"] = time.perf_counter() - started
+
+
+def _cluster_record(client: Any, plan: PartPlan) -> dict[str, Any]:
+    """What a score summary says of the cluster, before its seconds are known."""
+    from gencli.engines.cluster import worker_count
+
+    return {"name": "dask", "workers": worker_count(client), "parts": len(plan.parts)}
 
 
 def many_scored(
@@ -281,9 +284,7 @@ def score_to_folder(
             )
             started = time.perf_counter()
             if client is not None:
-                from gencli.engines.cluster import worker_count
-
-                record.update(name="dask", workers=worker_count(client), parts=len(plan.parts))
+                record.update(_cluster_record(client, plan))
                 shared = client.scatter(model, broadcast=True)
                 calls = (
                     (score_part_to_file, (shared, plan, i, options, temporary, threshold))
